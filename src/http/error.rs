@@ -1,0 +1,113 @@
+//! Errors a client can get, each with its status code and a FastAPI-shaped body. Unexpected
+//! errors are logged with their cause and answered with an opaque 500.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::domain::validation::{FieldError, LocPart};
+
+/// Why a request could not be served.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The body has these problems (422, FastAPI's list shape).
+    #[error("request validation failed")]
+    Validation(Vec<FieldError>),
+    /// The body is not JSON (422, FastAPI's `json_invalid`).
+    #[error("malformed JSON: {message}")]
+    MalformedJson { offset: usize, message: String },
+    #[error("unsupported media type")]
+    UnsupportedMediaType,
+    #[error("request body too large")]
+    PayloadTooLarge { limit: usize },
+    #[error("{0}")]
+    BadRequest(String),
+    /// The same idempotency key came with another request (422).
+    #[error("{0}")]
+    KeyReused(String),
+    /// The first request with this key is still running (409 with `Retry-After`).
+    #[error("a request with this idempotency key is still in progress")]
+    KeyInProgress,
+    #[error("Order not found")]
+    OrderNotFound,
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let detail = |status: StatusCode, text: String| {
+            (status, Json(json!({ "detail": text }))).into_response()
+        };
+        match self {
+            Self::Validation(errors) => {
+                let list: Vec<_> = errors
+                    .into_iter()
+                    .map(|e| {
+                        let mut loc = vec![LocPart::from("body")];
+                        loc.extend(e.loc);
+                        json!({"loc": loc, "msg": e.msg, "type": e.kind})
+                    })
+                    .collect();
+                (
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    Json(json!({ "detail": list })),
+                )
+                    .into_response()
+            }
+            Self::MalformedJson { offset, message } => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Json(json!({"detail": [{
+                    "loc": ["body", offset],
+                    "msg": format!("JSON decode error: {message}"),
+                    "type": "json_invalid",
+                }]})),
+            )
+                .into_response(),
+            Self::UnsupportedMediaType => detail(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "Content-Type must be application/json".to_owned(),
+            ),
+            Self::PayloadTooLarge { limit } => detail(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("Request body is larger than {limit} bytes"),
+            ),
+            Self::BadRequest(text) => detail(StatusCode::BAD_REQUEST, text),
+            Self::KeyReused(text) => detail(StatusCode::UNPROCESSABLE_ENTITY, text),
+            Self::KeyInProgress => {
+                let mut response = detail(
+                    StatusCode::CONFLICT,
+                    "A request with this idempotency key is still in progress; retry later"
+                        .to_owned(),
+                );
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                response
+            }
+            Self::OrderNotFound => detail(StatusCode::NOT_FOUND, "Order not found".to_owned()),
+            Self::Internal(error) => {
+                tracing::error!(error = format!("{error:#}"), "request failed unexpectedly");
+                detail(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "Internal server error".to_owned(),
+                )
+            }
+        }
+    }
+}
+
+/// FastAPI's answer to an unknown path.
+pub async fn not_found() -> Response {
+    (StatusCode::NOT_FOUND, Json(json!({"detail": "Not Found"}))).into_response()
+}
+
+/// FastAPI's answer to a known path with the wrong method.
+pub async fn method_not_allowed() -> Response {
+    (
+        StatusCode::METHOD_NOT_ALLOWED,
+        Json(json!({"detail": "Method Not Allowed"})),
+    )
+        .into_response()
+}

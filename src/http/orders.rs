@@ -1,0 +1,212 @@
+//! `POST /orders` and `GET /orders/{id}`.
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use tower_http::request_id::RequestId;
+
+use super::body::JsonBytes;
+use super::idempotency::key_of;
+use super::order_view::{self, JsonAnswer};
+use super::{ApiError, AppState};
+use crate::domain::idempotency::{Fingerprint, IdempotencyKey, StoredResponse};
+use crate::domain::ids::OrderId;
+use crate::domain::order::{NewOrder, Order};
+use crate::domain::validation::{BodyError, parse_new_order};
+use crate::domain::when;
+use crate::saga::{Answer, Start};
+use crate::store::{NewEvent, NewKey, StoreError};
+
+/// Creates an order and runs its saga; with an idempotency key, a repeat gets the first
+/// answer, byte for byte.
+pub async fn create(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    request_id: Option<axum::Extension<RequestId>>,
+    JsonBytes(body): JsonBytes,
+) -> Result<Response, ApiError> {
+    let new = parse_new_order(&body).map_err(|e| match e {
+        BodyError::MalformedJson { offset, message } => ApiError::MalformedJson { offset, message },
+        BodyError::Invalid(errors) => ApiError::Validation(errors),
+    })?;
+    let key = key_of(&headers)?;
+    let request_id = request_id
+        .and_then(|id| id.0.header_value().to_str().ok().map(str::to_owned))
+        .unwrap_or_default();
+
+    let order = match &key {
+        None => {
+            let order = Order::create(new);
+            insert(&state, &order, None).await?;
+            order
+        }
+        Some(key) => match claim_key(&state, new, key).await? {
+            Claim::New(order) => *order,
+            Claim::Replay(response) => return Ok(stored(response, true)),
+        },
+    };
+
+    // The saga runs in its own task: a client that hangs up must not stop it half-way.
+    let saga = state.saga.clone();
+    let id = order.id;
+    let run = tokio::spawn(async move { saga.drive(order, Start::Fresh, request_id).await });
+    let order = match run.await {
+        Ok(Ok(order)) => order,
+        Ok(Err(error)) => {
+            return Err(ApiError::Internal(
+                anyhow::Error::new(error).context(format!("saga of order {id}")),
+            ));
+        }
+        Err(join) => {
+            return Err(ApiError::Internal(
+                anyhow::Error::new(join).context(format!("saga task of order {id}")),
+            ));
+        }
+    };
+    let response = order
+        .response
+        .clone()
+        .unwrap_or_else(|| JsonAnswer.answer(&order));
+    let mut response = stored(response, false);
+    if let Ok(location) = HeaderValue::from_str(&format!("/orders/{id}")) {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    Ok(response)
+}
+
+/// `GET /orders/{id}`.
+pub async fn get(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let id: OrderId = id.parse().map_err(|_| ApiError::OrderNotFound)?;
+    let order = state
+        .saga
+        .store()
+        .find_order(id)
+        .await
+        .map_err(internal)?
+        .ok_or(ApiError::OrderNotFound)?;
+    Ok(json(StatusCode::OK, order_view::to_json(&order)))
+}
+
+enum Claim {
+    /// The key is ours: the order is stored and its saga may start.
+    New(Box<Order>),
+    /// The key answered before: replay that.
+    Replay(StoredResponse),
+}
+
+/// Stores the order under `key`, or finds out what the key already means.
+async fn claim_key(
+    state: &AppState,
+    new: NewOrder,
+    key: &IdempotencyKey,
+) -> Result<Claim, ApiError> {
+    let fingerprint = Fingerprint::of(&new);
+    let user = new.user_id.clone();
+    let order = Order::create(new);
+    let store = state.saga.store();
+    // Two rounds: the second runs only when the key expired or vanished in between.
+    for _ in 0..2 {
+        let ttl = chrono::Duration::from_std(state.idempotency_ttl)
+            .unwrap_or(chrono::Duration::hours(24));
+        let new_key = NewKey {
+            key,
+            fingerprint: &fingerprint,
+            expires_at: order.created_at + ttl,
+        };
+        match insert(state, &order, Some(new_key)).await {
+            Ok(()) => return Ok(Claim::New(Box::new(order))),
+            Err(InsertError::KeyTaken) => {}
+            Err(InsertError::Api(e)) => return Err(e),
+        }
+        let Some(record) = store.find_key(&user, key).await.map_err(internal)? else {
+            continue;
+        };
+        let now = when::now();
+        if record.expires_at < now {
+            store
+                .delete_expired_key(&user, key, now)
+                .await
+                .map_err(internal)?;
+            continue;
+        }
+        if record.fingerprint != fingerprint {
+            return Err(ApiError::KeyReused(
+                "This idempotency key was already used with a different request body".to_owned(),
+            ));
+        }
+        return match record.response {
+            Some(response) => Ok(Claim::Replay(response)),
+            None => Err(ApiError::KeyInProgress),
+        };
+    }
+    Err(ApiError::KeyInProgress)
+}
+
+enum InsertError {
+    KeyTaken,
+    Api(ApiError),
+}
+
+impl From<InsertError> for ApiError {
+    fn from(e: InsertError) -> Self {
+        match e {
+            InsertError::KeyTaken => ApiError::KeyInProgress,
+            InsertError::Api(e) => e,
+        }
+    }
+}
+
+async fn insert(
+    state: &AppState,
+    order: &Order,
+    key: Option<NewKey<'_>>,
+) -> Result<(), InsertError> {
+    let event = NewEvent {
+        at: order.created_at,
+        step: "create",
+        outcome: "pending",
+        attempt: None,
+        upstream_status: None,
+        duration_ms: None,
+        detail: key.as_ref().map(|k| format!("idempotency key {}", k.key)),
+    };
+    match state
+        .saga
+        .store()
+        .insert_order(order, key, &event, state.saga.lease())
+        .await
+    {
+        Ok(()) => Ok(()),
+        Err(StoreError::KeyTaken) => Err(InsertError::KeyTaken),
+        Err(e) => Err(InsertError::Api(internal(e))),
+    }
+}
+
+fn internal(error: StoreError) -> ApiError {
+    ApiError::Internal(anyhow::Error::new(error))
+}
+
+fn json(status: StatusCode, body: String) -> Response {
+    (
+        status,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response()
+}
+
+fn stored(response: StoredResponse, replayed: bool) -> Response {
+    let status = StatusCode::from_u16(response.status).unwrap_or(StatusCode::OK);
+    let mut out = json(status, response.body);
+    if replayed {
+        out.headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    out
+}

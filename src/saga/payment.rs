@@ -1,0 +1,65 @@
+//! Step 2: take the payment. Payments are idempotent by the id we chose, so every kind of
+//! transient failure is retried with the same id.
+
+use super::{Saga, events, failure_of};
+use crate::domain::order::{Failure, FailureKind, Order, Step};
+use crate::domain::progress::Effect;
+use crate::downstream::retry::retry;
+use crate::downstream::{CallContext, CallError};
+use crate::store::NewEvent;
+
+pub(super) async fn run(saga: &Saga, order: &mut Order, ctx: &CallContext) -> Vec<NewEvent> {
+    let payment = &saga.downstream().payment;
+    let out = retry(
+        saga.retry_policy(),
+        |_| true,
+        |_| {
+            payment.charge(
+                &order.payment_id,
+                order.id,
+                order.total,
+                order.currency.code(),
+                ctx,
+            )
+        },
+    )
+    .await;
+    match &out.result {
+        Ok(record) if record.is_paid() => {
+            let events = events::of_attempts("payment", &out, "paid");
+            order.paid(record.status.clone());
+            events
+        }
+        Ok(record) => {
+            let events = events::of_attempts("payment", &out, "declined");
+            order.progress.payment_status = Some(record.status.clone());
+            let failure = Failure {
+                step: Step::Payment,
+                kind: FailureKind::Declined,
+                detail: format!("Payment failed (status={})", record.status),
+                upstream_status: Some(201),
+            };
+            order.fail(failure, Effect::Done);
+            events
+        }
+        Err(error) => {
+            // Only answers that prove nothing was stored rule a charge out; anything else is
+            // refunded (a refund of an unknown payment id is a harmless 404).
+            let no_charge = out.attempts.iter().all(|a| {
+                a.error.as_ref().is_some_and(|e| match e {
+                    CallError::Unreachable { .. } => true,
+                    CallError::Status { status, .. } => *status < 500 && *status != 429,
+                    _ => false,
+                })
+            });
+            let effect = if no_charge {
+                Effect::None
+            } else {
+                Effect::Unknown
+            };
+            let events = events::of_attempts("payment", &out, "failed");
+            order.fail(failure_of(Step::Payment, error), effect);
+            events
+        }
+    }
+}

@@ -1,0 +1,231 @@
+//! Persistence of orders, idempotency keys and order events, in SQLite (the zero-setup
+//! default) or PostgreSQL (for many replicas). The only module with SQL in it.
+//!
+//! Each dialect has its own file and migrations folder; both implement the same small set
+//! of operations, and the same tests run against both.
+
+mod postgres;
+mod row;
+mod sqlite;
+
+use std::time::Duration;
+
+use crate::domain::idempotency::{Fingerprint, IdempotencyKey, StoredResponse};
+use crate::domain::ids::{OrderId, UserId};
+use crate::domain::order::Order;
+use crate::domain::when::Timestamp;
+
+pub use postgres::PgStore;
+pub use sqlite::SqliteStore;
+
+/// Errors of the store. Constraint violations that mean something to the domain have
+/// their own variants; everything else is `Database`.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The idempotency key is already taken by another request.
+    #[error("idempotency key already used")]
+    KeyTaken,
+    /// Another process holds the order's lease: this one must stop driving it.
+    #[error("the lease on order {0} is held by another process")]
+    LeaseLost(OrderId),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+    #[error(transparent)]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+/// A lease on an order's saga: only the owner may write its progress until it expires.
+#[derive(Clone, Debug)]
+pub struct Lease {
+    pub owner: String,
+    pub ttl: Duration,
+}
+
+impl Lease {
+    pub fn expires_at(&self, now: Timestamp) -> Timestamp {
+        now + chrono::Duration::from_std(self.ttl).unwrap_or(chrono::Duration::seconds(30))
+    }
+}
+
+/// The idempotency key of a new order, stored with it in one transaction.
+#[derive(Clone, Debug)]
+pub struct NewKey<'a> {
+    pub key: &'a IdempotencyKey,
+    pub fingerprint: &'a Fingerprint,
+    pub expires_at: Timestamp,
+}
+
+/// What a used idempotency key points at.
+#[derive(Clone, Debug)]
+pub struct KeyRecord {
+    pub fingerprint: Fingerprint,
+    pub order_id: OrderId,
+    pub expires_at: Timestamp,
+    /// The first answer, once the order got one.
+    pub response: Option<StoredResponse>,
+}
+
+/// One entry of an order's event log, to be written.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewEvent {
+    pub at: Timestamp,
+    pub step: &'static str,
+    pub outcome: &'static str,
+    pub attempt: Option<u32>,
+    pub upstream_status: Option<u16>,
+    pub duration_ms: Option<u64>,
+    pub detail: Option<String>,
+}
+
+/// One entry of an order's event log, as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OrderEvent {
+    pub id: i64,
+    pub at: Timestamp,
+    pub step: String,
+    pub outcome: String,
+    pub attempt: Option<u32>,
+    pub upstream_status: Option<u16>,
+    pub duration_ms: Option<u64>,
+    pub detail: Option<String>,
+}
+
+/// The order store, in one of its dialects.
+#[derive(Clone, Debug)]
+pub enum Store {
+    Sqlite(SqliteStore),
+    Postgres(PgStore),
+}
+
+/// Tuning that applies to either database.
+#[derive(Clone, Debug)]
+pub struct StoreSettings {
+    pub url: String,
+    pub max_connections: u32,
+}
+
+impl Store {
+    /// Connects to `settings.url` (`sqlite:` or `postgres://`) and applies migrations.
+    pub async fn open(settings: &StoreSettings) -> Result<Self, StoreError> {
+        let store = if settings.url.starts_with("postgres") {
+            Self::Postgres(PgStore::connect(&settings.url, settings.max_connections).await?)
+        } else {
+            Self::Sqlite(SqliteStore::connect(&settings.url, settings.max_connections).await?)
+        };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// Brings the schema up to date; safe to run on every start and from many processes.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        match self {
+            Self::Sqlite(s) => s.migrate().await,
+            Self::Postgres(s) => s.migrate().await,
+        }
+    }
+
+    /// Which database this is, for logs.
+    pub fn dialect(&self) -> &'static str {
+        match self {
+            Self::Sqlite(_) => "sqlite",
+            Self::Postgres(_) => "postgres",
+        }
+    }
+
+    /// Stores a new order with its key and first event in one transaction, leased to
+    /// `lease.owner`. Fails with [`StoreError::KeyTaken`] if the key is in use.
+    pub async fn insert_order(
+        &self,
+        order: &Order,
+        key: Option<NewKey<'_>>,
+        event: &NewEvent,
+        lease: &Lease,
+    ) -> Result<(), StoreError> {
+        match self {
+            Self::Sqlite(s) => s.insert_order(order, key, event, lease).await,
+            Self::Postgres(s) => s.insert_order(order, key, event, lease).await,
+        }
+    }
+
+    /// Writes the order's new state and events, and renews the lease, if `lease.owner`
+    /// still holds it.
+    pub async fn save_progress(
+        &self,
+        order: &Order,
+        events: &[NewEvent],
+        lease: &Lease,
+    ) -> Result<(), StoreError> {
+        match self {
+            Self::Sqlite(s) => s.save_progress(order, events, lease).await,
+            Self::Postgres(s) => s.save_progress(order, events, lease).await,
+        }
+    }
+
+    pub async fn find_order(&self, id: OrderId) -> Result<Option<Order>, StoreError> {
+        match self {
+            Self::Sqlite(s) => s.find_order(id).await,
+            Self::Postgres(s) => s.find_order(id).await,
+        }
+    }
+
+    /// The record of a used key, with the answer it got.
+    pub async fn find_key(
+        &self,
+        user: &UserId,
+        key: &IdempotencyKey,
+    ) -> Result<Option<KeyRecord>, StoreError> {
+        match self {
+            Self::Sqlite(s) => s.find_key(user, key).await,
+            Self::Postgres(s) => s.find_key(user, key).await,
+        }
+    }
+
+    /// Deletes keys that expired before `now`; returns how many.
+    pub async fn purge_expired_keys(&self, now: Timestamp) -> Result<u64, StoreError> {
+        match self {
+            Self::Sqlite(s) => s.purge_expired_keys(now).await,
+            Self::Postgres(s) => s.purge_expired_keys(now).await,
+        }
+    }
+
+    /// The order's event log, oldest first.
+    pub async fn events(&self, id: OrderId) -> Result<Vec<OrderEvent>, StoreError> {
+        match self {
+            Self::Sqlite(s) => s.events(id).await,
+            Self::Postgres(s) => s.events(id).await,
+        }
+    }
+
+    /// Whether the database answers.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        match self {
+            Self::Sqlite(s) => s.ping().await,
+            Self::Postgres(s) => s.ping().await,
+        }
+    }
+}
+
+/// Turns a unique violation into [`StoreError::KeyTaken`].
+fn key_taken_or(error: sqlx::Error) -> StoreError {
+    match &error {
+        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::KeyTaken,
+        _ => StoreError::Database(error),
+    }
+}
+
+impl Store {
+    /// Deletes `key` if it has expired, so that it can be used again; `true` if it did.
+    pub async fn delete_expired_key(
+        &self,
+        user: &UserId,
+        key: &IdempotencyKey,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        match self {
+            Self::Sqlite(s) => s.delete_expired_key(user, key, now).await,
+            Self::Postgres(s) => s.delete_expired_key(user, key, now).await,
+        }
+    }
+}

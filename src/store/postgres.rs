@@ -1,0 +1,280 @@
+//! The PostgreSQL dialect: native UUID, NUMERIC, TIMESTAMPTZ and JSONB columns, for
+//! deployments with many replicas on one database.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use rust_decimal::Decimal;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::{Postgres, Row, Transaction};
+use uuid::Uuid;
+
+use super::row::{OrderJson, OrderRow};
+use super::{KeyRecord, Lease, NewEvent, NewKey, OrderEvent, StoreError, key_taken_or};
+use crate::domain::idempotency::{Fingerprint, IdempotencyKey, StoredResponse};
+use crate::domain::ids::{OrderId, UserId};
+use crate::domain::order::Order;
+use crate::domain::when::Timestamp;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+#[derive(Clone, Debug)]
+pub struct PgStore {
+    pool: PgPool,
+}
+
+const ORDER_COLUMNS: &str = "id, user_id, currency, address::text AS address, items::text AS items, \
+     total, status, payment_id, shipment_id, progress::text AS progress, failure::text AS failure, \
+     response_status, response_body, created_at, updated_at";
+
+fn order_row(row: &PgRow) -> Result<OrderRow, StoreError> {
+    Ok(OrderRow {
+        id: OrderId::from(row.try_get::<Uuid, _>("id")?),
+        user_id: row.try_get("user_id")?,
+        currency: row.try_get("currency")?,
+        address: row.try_get("address")?,
+        items: row.try_get("items")?,
+        total: row.try_get::<Decimal, _>("total")?,
+        status: row.try_get("status")?,
+        payment_id: row.try_get("payment_id")?,
+        shipment_id: row.try_get("shipment_id")?,
+        progress: row.try_get("progress")?,
+        failure: row.try_get("failure")?,
+        response_status: row.try_get("response_status")?,
+        response_body: row.try_get("response_body")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+impl PgStore {
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Self, StoreError> {
+        let options = PgConnectOptions::from_str(url)?;
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections.max(1))
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_with(options)
+            .await?;
+        Ok(Self { pool })
+    }
+
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        MIGRATOR.run(&self.pool).await?;
+        Ok(())
+    }
+
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    pub async fn insert_order(
+        &self,
+        order: &Order,
+        key: Option<NewKey<'_>>,
+        event: &NewEvent,
+        lease: &Lease,
+    ) -> Result<(), StoreError> {
+        let id = order.id.as_uuid();
+        let json = OrderJson::of(order);
+        let mut tx = self.pool.begin().await?;
+        if let Some(key) = key {
+            sqlx::query(
+                "INSERT INTO idempotency_keys (user_id, idem_key, fingerprint, order_id, created_at, expires_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(order.user_id.as_str())
+            .bind(key.key.as_str())
+            .bind(key.fingerprint.as_str())
+            .bind(id)
+            .bind(order.created_at)
+            .bind(key.expires_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(key_taken_or)?;
+        }
+        sqlx::query(
+            "INSERT INTO orders (id, user_id, currency, address, items, total, status, step, \
+             reservation_id, payment_id, shipment_id, progress, failure, response_status, \
+             response_body, lease_owner, lease_expires_at, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4::jsonb, $5::jsonb, $6, $7, $8, $9, $10, $11, $12::jsonb, \
+             $13::jsonb, $14, $15, $16, $17, $18, $19)",
+        )
+        .bind(id)
+        .bind(order.user_id.as_str())
+        .bind(order.currency.code())
+        .bind(&json.address)
+        .bind(&json.items)
+        .bind(order.total)
+        .bind(order.status.as_str())
+        .bind(order.progress.step.as_str())
+        .bind(order.reservation_id().map(|r| r.as_str()))
+        .bind(order.payment_id.as_str())
+        .bind(order.shipment_id.as_str())
+        .bind(&json.progress)
+        .bind(json.failure.as_deref())
+        .bind(order.response.as_ref().map(|r| i32::from(r.status)))
+        .bind(order.response.as_ref().map(|r| r.body.as_str()))
+        .bind(&lease.owner)
+        .bind(lease.expires_at(order.updated_at))
+        .bind(order.created_at)
+        .bind(order.updated_at)
+        .execute(&mut *tx)
+        .await?;
+        insert_events(&mut tx, id, std::slice::from_ref(event)).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn save_progress(
+        &self,
+        order: &Order,
+        events: &[NewEvent],
+        lease: &Lease,
+    ) -> Result<(), StoreError> {
+        let id = order.id.as_uuid();
+        let json = OrderJson::of(order);
+        let mut tx = self.pool.begin().await?;
+        let updated = sqlx::query(
+            "UPDATE orders SET status = $2, step = $3, reservation_id = $4, progress = $5::jsonb, \
+             failure = $6::jsonb, response_status = $7, response_body = $8, lease_expires_at = $9, \
+             updated_at = $10 WHERE id = $1 AND lease_owner = $11",
+        )
+        .bind(id)
+        .bind(order.status.as_str())
+        .bind(order.progress.step.as_str())
+        .bind(order.reservation_id().map(|r| r.as_str()))
+        .bind(&json.progress)
+        .bind(json.failure.as_deref())
+        .bind(order.response.as_ref().map(|r| i32::from(r.status)))
+        .bind(order.response.as_ref().map(|r| r.body.as_str()))
+        .bind(lease.expires_at(order.updated_at))
+        .bind(order.updated_at)
+        .bind(&lease.owner)
+        .execute(&mut *tx)
+        .await?;
+        if updated.rows_affected() != 1 {
+            return Err(StoreError::LeaseLost(order.id));
+        }
+        insert_events(&mut tx, id, events).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn find_order(&self, id: OrderId) -> Result<Option<Order>, StoreError> {
+        let row = sqlx::query(&format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1"))
+            .bind(id.as_uuid())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| order_row(&r)?.into_order()).transpose()
+    }
+
+    pub async fn find_key(
+        &self,
+        user: &UserId,
+        key: &IdempotencyKey,
+    ) -> Result<Option<KeyRecord>, StoreError> {
+        let row = sqlx::query(
+            "SELECT k.fingerprint, k.order_id, k.expires_at, o.response_status, o.response_body \
+             FROM idempotency_keys k LEFT JOIN orders o ON o.id = k.order_id \
+             WHERE k.user_id = $1 AND k.idem_key = $2",
+        )
+        .bind(user.as_str())
+        .bind(key.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let status: Option<i32> = row.try_get("response_status")?;
+        let body: Option<String> = row.try_get("response_body")?;
+        Ok(Some(KeyRecord {
+            fingerprint: Fingerprint::from_stored(row.try_get("fingerprint")?),
+            order_id: OrderId::from(row.try_get::<Uuid, _>("order_id")?),
+            expires_at: row.try_get("expires_at")?,
+            response: match (status, body) {
+                (Some(status), Some(body)) => Some(StoredResponse {
+                    status: u16::try_from(status)
+                        .map_err(|e| StoreError::Corrupt(format!("response status: {e}")))?,
+                    body,
+                }),
+                _ => None,
+            },
+        }))
+    }
+
+    pub async fn delete_expired_key(
+        &self,
+        user: &UserId,
+        key: &IdempotencyKey,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "DELETE FROM idempotency_keys WHERE user_id = $1 AND idem_key = $2 AND expires_at < $3",
+        )
+        .bind(user.as_str())
+        .bind(key.as_str())
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    pub async fn purge_expired_keys(&self, now: Timestamp) -> Result<u64, StoreError> {
+        let done = sqlx::query("DELETE FROM idempotency_keys WHERE expires_at < $1")
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    pub async fn events(&self, id: OrderId) -> Result<Vec<OrderEvent>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, at, step, outcome, attempt, upstream_status, duration_ms, detail \
+             FROM order_events WHERE order_id = $1 ORDER BY id",
+        )
+        .bind(id.as_uuid())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(OrderEvent {
+                    id: row.try_get("id")?,
+                    at: row.try_get("at")?,
+                    step: row.try_get("step")?,
+                    outcome: row.try_get("outcome")?,
+                    attempt: row.try_get::<Option<i32>, _>("attempt")?.map(|v| v as u32),
+                    upstream_status: row
+                        .try_get::<Option<i32>, _>("upstream_status")?
+                        .map(|v| v as u16),
+                    duration_ms: row
+                        .try_get::<Option<i64>, _>("duration_ms")?
+                        .map(|v| v as u64),
+                    detail: row.try_get("detail")?,
+                })
+            })
+            .collect()
+    }
+}
+
+async fn insert_events(
+    tx: &mut Transaction<'_, Postgres>,
+    order_id: Uuid,
+    events: &[NewEvent],
+) -> Result<(), StoreError> {
+    for event in events {
+        sqlx::query(
+            "INSERT INTO order_events (order_id, at, step, outcome, attempt, upstream_status, duration_ms, detail) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(order_id)
+        .bind(event.at)
+        .bind(event.step)
+        .bind(event.outcome)
+        .bind(event.attempt.map(|a| a as i32))
+        .bind(event.upstream_status.map(i32::from))
+        .bind(event.duration_ms.map(|d| d as i64))
+        .bind(event.detail.as_deref())
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}

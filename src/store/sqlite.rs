@@ -1,0 +1,317 @@
+//! The SQLite dialect: one writer connection (SQLite allows one writer at a time; queueing
+//! in the pool is fairer and cheaper than `SQLITE_BUSY` retries) and a pool of readers, in
+//! WAL mode so readers never wait for the writer.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::{Row, Sqlite, Transaction};
+
+use super::row::{OrderJson, OrderRow};
+use super::{KeyRecord, Lease, NewEvent, NewKey, OrderEvent, StoreError, key_taken_or};
+use crate::domain::idempotency::{Fingerprint, IdempotencyKey, StoredResponse};
+use crate::domain::ids::{OrderId, UserId};
+use crate::domain::order::Order;
+use crate::domain::when::{self, Timestamp};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+#[derive(Clone, Debug)]
+pub struct SqliteStore {
+    writer: SqlitePool,
+    reader: SqlitePool,
+}
+
+fn time(text: &str) -> Result<Timestamp, StoreError> {
+    when::parse(text).map_err(|e| StoreError::Corrupt(format!("timestamp '{text}': {e}")))
+}
+
+fn order_id(text: &str) -> Result<OrderId, StoreError> {
+    text.parse()
+        .map_err(|e| StoreError::Corrupt(format!("order id '{text}': {e}")))
+}
+
+const ORDER_COLUMNS: &str = "id, user_id, currency, address, items, total, status, payment_id, \
+     shipment_id, progress, failure, response_status, response_body, created_at, updated_at";
+
+fn order_row(row: &SqliteRow) -> Result<OrderRow, StoreError> {
+    let total: String = row.try_get("total")?;
+    Ok(OrderRow {
+        id: order_id(row.try_get("id")?)?,
+        user_id: row.try_get("user_id")?,
+        currency: row.try_get("currency")?,
+        address: row.try_get("address")?,
+        items: row.try_get("items")?,
+        total: total
+            .parse()
+            .map_err(|e| StoreError::Corrupt(format!("total '{total}': {e}")))?,
+        status: row.try_get("status")?,
+        payment_id: row.try_get("payment_id")?,
+        shipment_id: row.try_get("shipment_id")?,
+        progress: row.try_get("progress")?,
+        failure: row.try_get("failure")?,
+        response_status: row.try_get("response_status")?,
+        response_body: row.try_get("response_body")?,
+        created_at: time(row.try_get("created_at")?)?,
+        updated_at: time(row.try_get("updated_at")?)?,
+    })
+}
+
+impl SqliteStore {
+    pub async fn connect(url: &str, readers: u32) -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // NORMAL survives a killed process (the WAL is in the OS's hands at commit);
+            // FULL would also survive power loss, at a cost per commit.
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(5))
+            .foreign_keys(true);
+        let filename = options.get_filename().to_owned();
+        let in_memory = filename.as_os_str().is_empty() || filename.to_string_lossy() == ":memory:";
+        if !in_memory && let Some(dir) = filename.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                StoreError::Database(sqlx::Error::Configuration(
+                    format!("cannot create directory {}: {e}", dir.display()).into(),
+                ))
+            })?;
+        }
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .connect_with(options.clone())
+            .await?;
+        let reader = if in_memory {
+            writer.clone()
+        } else {
+            SqlitePoolOptions::new()
+                .max_connections(readers.max(1))
+                .connect_with(options.read_only(true))
+                .await?
+        };
+        Ok(Self { writer, reader })
+    }
+
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        MIGRATOR.run(&self.writer).await?;
+        Ok(())
+    }
+
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.reader).await?;
+        Ok(())
+    }
+
+    pub async fn insert_order(
+        &self,
+        order: &Order,
+        key: Option<NewKey<'_>>,
+        event: &NewEvent,
+        lease: &Lease,
+    ) -> Result<(), StoreError> {
+        let id = order.id.to_string();
+        let json = OrderJson::of(order);
+        let mut tx = self.writer.begin().await?;
+        if let Some(key) = key {
+            sqlx::query(
+                "INSERT INTO idempotency_keys (user_id, idem_key, fingerprint, order_id, created_at, expires_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )
+            .bind(order.user_id.as_str())
+            .bind(key.key.as_str())
+            .bind(key.fingerprint.as_str())
+            .bind(&id)
+            .bind(when::format(order.created_at))
+            .bind(when::format(key.expires_at))
+            .execute(&mut *tx)
+            .await
+            .map_err(key_taken_or)?;
+        }
+        sqlx::query(
+            "INSERT INTO orders (id, user_id, currency, address, items, total, status, step, \
+             reservation_id, payment_id, shipment_id, progress, failure, response_status, \
+             response_body, lease_owner, lease_expires_at, created_at, updated_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
+        )
+        .bind(&id)
+        .bind(order.user_id.as_str())
+        .bind(order.currency.code())
+        .bind(&json.address)
+        .bind(&json.items)
+        .bind(order.total.to_string())
+        .bind(order.status.as_str())
+        .bind(order.progress.step.as_str())
+        .bind(order.reservation_id().map(|r| r.as_str()))
+        .bind(order.payment_id.as_str())
+        .bind(order.shipment_id.as_str())
+        .bind(&json.progress)
+        .bind(json.failure.as_deref())
+        .bind(order.response.as_ref().map(|r| i32::from(r.status)))
+        .bind(order.response.as_ref().map(|r| r.body.as_str()))
+        .bind(&lease.owner)
+        .bind(when::format(lease.expires_at(order.updated_at)))
+        .bind(when::format(order.created_at))
+        .bind(when::format(order.updated_at))
+        .execute(&mut *tx)
+        .await?;
+        insert_events(&mut tx, &id, std::slice::from_ref(event)).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn save_progress(
+        &self,
+        order: &Order,
+        events: &[NewEvent],
+        lease: &Lease,
+    ) -> Result<(), StoreError> {
+        let id = order.id.to_string();
+        let json = OrderJson::of(order);
+        let mut tx = self.writer.begin().await?;
+        let updated = sqlx::query(
+            "UPDATE orders SET status = ?2, step = ?3, reservation_id = ?4, progress = ?5, \
+             failure = ?6, response_status = ?7, response_body = ?8, lease_expires_at = ?9, \
+             updated_at = ?10 WHERE id = ?1 AND lease_owner = ?11",
+        )
+        .bind(&id)
+        .bind(order.status.as_str())
+        .bind(order.progress.step.as_str())
+        .bind(order.reservation_id().map(|r| r.as_str()))
+        .bind(&json.progress)
+        .bind(json.failure.as_deref())
+        .bind(order.response.as_ref().map(|r| i32::from(r.status)))
+        .bind(order.response.as_ref().map(|r| r.body.as_str()))
+        .bind(when::format(lease.expires_at(order.updated_at)))
+        .bind(when::format(order.updated_at))
+        .bind(&lease.owner)
+        .execute(&mut *tx)
+        .await?;
+        if updated.rows_affected() != 1 {
+            return Err(StoreError::LeaseLost(order.id));
+        }
+        insert_events(&mut tx, &id, events).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn find_order(&self, id: OrderId) -> Result<Option<Order>, StoreError> {
+        let row = sqlx::query(&format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = ?1"))
+            .bind(id.to_string())
+            .fetch_optional(&self.reader)
+            .await?;
+        row.map(|r| order_row(&r)?.into_order()).transpose()
+    }
+
+    pub async fn find_key(
+        &self,
+        user: &UserId,
+        key: &IdempotencyKey,
+    ) -> Result<Option<KeyRecord>, StoreError> {
+        let row = sqlx::query(
+            "SELECT k.fingerprint, k.order_id, k.expires_at, o.response_status, o.response_body \
+             FROM idempotency_keys k LEFT JOIN orders o ON o.id = k.order_id \
+             WHERE k.user_id = ?1 AND k.idem_key = ?2",
+        )
+        .bind(user.as_str())
+        .bind(key.as_str())
+        .fetch_optional(&self.reader)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let status: Option<i32> = row.try_get("response_status")?;
+        let body: Option<String> = row.try_get("response_body")?;
+        Ok(Some(KeyRecord {
+            fingerprint: Fingerprint::from_stored(row.try_get("fingerprint")?),
+            order_id: order_id(row.try_get("order_id")?)?,
+            expires_at: time(row.try_get("expires_at")?)?,
+            response: match (status, body) {
+                (Some(status), Some(body)) => Some(StoredResponse {
+                    status: u16::try_from(status)
+                        .map_err(|e| StoreError::Corrupt(format!("response status: {e}")))?,
+                    body,
+                }),
+                _ => None,
+            },
+        }))
+    }
+
+    pub async fn delete_expired_key(
+        &self,
+        user: &UserId,
+        key: &IdempotencyKey,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "DELETE FROM idempotency_keys WHERE user_id = ?1 AND idem_key = ?2 AND expires_at < ?3",
+        )
+        .bind(user.as_str())
+        .bind(key.as_str())
+        .bind(when::format(now))
+        .execute(&self.writer)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    pub async fn purge_expired_keys(&self, now: Timestamp) -> Result<u64, StoreError> {
+        let done = sqlx::query("DELETE FROM idempotency_keys WHERE expires_at < ?1")
+            .bind(when::format(now))
+            .execute(&self.writer)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    pub async fn events(&self, id: OrderId) -> Result<Vec<OrderEvent>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, at, step, outcome, attempt, upstream_status, duration_ms, detail \
+             FROM order_events WHERE order_id = ?1 ORDER BY id",
+        )
+        .bind(id.to_string())
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(OrderEvent {
+                    id: row.try_get("id")?,
+                    at: time(row.try_get("at")?)?,
+                    step: row.try_get("step")?,
+                    outcome: row.try_get("outcome")?,
+                    attempt: row.try_get::<Option<i64>, _>("attempt")?.map(|v| v as u32),
+                    upstream_status: row
+                        .try_get::<Option<i64>, _>("upstream_status")?
+                        .map(|v| v as u16),
+                    duration_ms: row
+                        .try_get::<Option<i64>, _>("duration_ms")?
+                        .map(|v| v as u64),
+                    detail: row.try_get("detail")?,
+                })
+            })
+            .collect()
+    }
+}
+
+async fn insert_events(
+    tx: &mut Transaction<'_, Sqlite>,
+    order_id: &str,
+    events: &[NewEvent],
+) -> Result<(), StoreError> {
+    for event in events {
+        sqlx::query(
+            "INSERT INTO order_events (order_id, at, step, outcome, attempt, upstream_status, duration_ms, detail) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        )
+        .bind(order_id)
+        .bind(when::format(event.at))
+        .bind(event.step)
+        .bind(event.outcome)
+        .bind(event.attempt.map(i64::from))
+        .bind(event.upstream_status.map(i64::from))
+        .bind(event.duration_ms.map(|d| d as i64))
+        .bind(event.detail.as_deref())
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}

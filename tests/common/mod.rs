@@ -1,0 +1,328 @@
+//! Test harness: the real server on port 0, against an in-process platform sandbox, with a
+//! fresh database per test (a new SQLite file, or a new PostgreSQL schema).
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use order_service::config::{Config, DatabaseUrl};
+use order_service::downstream::{DownstreamSettings, RetryPolicy};
+use order_service::startup::Application;
+use platform_sandbox::ledger::{InventoryLedger, PaymentLedger, ShippingLedger};
+use platform_sandbox::{RunningSandbox, SandboxConfig, SandboxListeners};
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+pub const POSTGRES_ENV: &str = "ORDER_SERVICE_TEST_POSTGRES_URL";
+pub const REQUIRE_POSTGRES_ENV: &str = "ORDER_SERVICE_REQUIRE_POSTGRES";
+
+/// Which database a test runs against.
+#[derive(Clone, Debug)]
+pub enum Backend {
+    Sqlite,
+    Postgres(String),
+}
+
+impl Backend {
+    /// The PostgreSQL backend, or `None` (with a printed notice) when no server is
+    /// configured. With `ORDER_SERVICE_REQUIRE_POSTGRES=1` (as in CI) a skip is a failure.
+    pub fn postgres_or_skip(test: &str) -> Option<Self> {
+        match std::env::var(POSTGRES_ENV) {
+            Ok(url) if !url.is_empty() => Some(Self::Postgres(url)),
+            _ => {
+                if std::env::var(REQUIRE_POSTGRES_ENV).is_ok_and(|v| v == "1") {
+                    panic!("{test}: {POSTGRES_ENV} is not set but {REQUIRE_POSTGRES_ENV}=1");
+                }
+                eprintln!("SKIPPED {test} on PostgreSQL: {POSTGRES_ENV} is not set");
+                None
+            }
+        }
+    }
+}
+
+/// Declares each listed `async fn name(backend: Backend)` as a test on SQLite and on
+/// PostgreSQL.
+#[macro_export]
+macro_rules! on_both_databases {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    super::$name($crate::common::Backend::Sqlite).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    if let Some(backend) =
+                        $crate::common::Backend::postgres_or_skip(stringify!($name))
+                    {
+                        super::$name(backend).await
+                    }
+                }
+            )*
+        }
+    };
+}
+
+/// Knobs a test may turn before the service starts.
+pub struct Options {
+    pub sandbox: SandboxConfig,
+    pub retry: RetryPolicy,
+    pub timeout: Duration,
+    pub idempotency_ttl: Duration,
+    pub inventory_honors_idempotency_key: bool,
+    /// Replace a downstream URL (e.g. with a closed port).
+    pub inventory_url: Option<String>,
+    pub payment_url: Option<String>,
+    pub shipping_url: Option<String>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            sandbox: SandboxConfig::default(),
+            retry: RetryPolicy {
+                attempts: 3,
+                base_delay: Duration::from_millis(5),
+                max_delay: Duration::from_millis(20),
+            },
+            timeout: Duration::from_millis(1500),
+            idempotency_ttl: Duration::from_secs(3600),
+            inventory_honors_idempotency_key: false,
+            inventory_url: None,
+            payment_url: None,
+            shipping_url: None,
+        }
+    }
+}
+
+/// A running service with its sandbox and database.
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    pub sandbox: Option<RunningSandbox>,
+    pub database_url: String,
+    stop: Option<oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    _dir: tempfile::TempDir,
+}
+
+impl TestApp {
+    pub async fn spawn(backend: Backend) -> Self {
+        Self::spawn_with(backend, Options::default()).await
+    }
+
+    pub async fn spawn_with(backend: Backend, options: Options) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let database_url = match &backend {
+            Backend::Sqlite => format!("sqlite://{}", dir.path().join("orders.db").display()),
+            Backend::Postgres(base) => fresh_schema(base).await,
+        };
+        let sandbox = platform_sandbox::spawn(
+            options.sandbox,
+            SandboxListeners::bind("127.0.0.1", 0)
+                .await
+                .expect("sandbox ports"),
+        );
+        let config = Config {
+            database_url: parse_db(&database_url),
+            database_max_connections: 8,
+            downstream: DownstreamSettings {
+                inventory_url: options
+                    .inventory_url
+                    .unwrap_or_else(|| sandbox.inventory_url.clone()),
+                payment_url: options
+                    .payment_url
+                    .unwrap_or_else(|| sandbox.payment_url.clone()),
+                shipping_url: options
+                    .shipping_url
+                    .unwrap_or_else(|| sandbox.shipping_url.clone()),
+                timeout: options.timeout,
+            },
+            retry: options.retry,
+            idempotency_ttl: options.idempotency_ttl,
+            inventory_honors_idempotency_key: options.inventory_honors_idempotency_key,
+            saga_lease: Duration::from_secs(30),
+            legacy_database_service_url: None,
+        };
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("port");
+        let app = Application::build(config, listener)
+            .await
+            .expect("service builds");
+        let address = format!("http://{}", app.local_addr().expect("address"));
+        let (stop, stopped) = oneshot::channel::<()>();
+        let server = tokio::spawn(app.run_until_stopped(async move {
+            let _ = stopped.await;
+        }));
+        Self {
+            address,
+            client: reqwest::Client::new(),
+            sandbox: Some(sandbox),
+            database_url,
+            stop: Some(stop),
+            server: Some(server),
+            _dir: dir,
+        }
+    }
+
+    pub fn sandbox(&self) -> &RunningSandbox {
+        self.sandbox.as_ref().expect("sandbox running")
+    }
+
+    /// `POST /orders` with an optional `Idempotency-Key`.
+    pub async fn post_order(&self, body: &Value, key: Option<&str>) -> reqwest::Response {
+        let mut request = self
+            .client
+            .post(format!("{}/orders", self.address))
+            .json(body);
+        if let Some(key) = key {
+            request = request.header("Idempotency-Key", key);
+        }
+        request.send().await.expect("POST /orders")
+    }
+
+    pub async fn get_order(&self, id: &str) -> reqwest::Response {
+        self.client
+            .get(format!("{}/orders/{id}", self.address))
+            .send()
+            .await
+            .expect("GET /orders/{id}")
+    }
+
+    /// Sets a fault on one sandbox service (`inventory`, `payment` or `shipping`).
+    pub async fn fault(&self, service: &str, body: Value) {
+        let response = self
+            .client
+            .post(format!("{}/_sandbox/faults", self.service_url(service)))
+            .json(&body)
+            .send()
+            .await
+            .expect("set fault");
+        assert!(
+            response.status().is_success(),
+            "fault {body} refused: {}",
+            response.text().await.unwrap_or_default()
+        );
+    }
+
+    pub fn service_url(&self, service: &str) -> &str {
+        let sandbox = self.sandbox();
+        match service {
+            "inventory" => &sandbox.inventory_url,
+            "payment" => &sandbox.payment_url,
+            "shipping" => &sandbox.shipping_url,
+            other => panic!("no service {other}"),
+        }
+    }
+
+    pub async fn inventory(&self) -> InventoryLedger {
+        self.ledger("inventory").await
+    }
+
+    pub async fn payments(&self) -> PaymentLedger {
+        self.ledger("payment").await
+    }
+
+    pub async fn shipments(&self) -> ShippingLedger {
+        self.ledger("shipping").await
+    }
+
+    async fn ledger<T: serde::de::DeserializeOwned>(&self, service: &str) -> T {
+        self.client
+            .get(format!("{}/_sandbox/ledger", self.service_url(service)))
+            .send()
+            .await
+            .expect("ledger")
+            .json()
+            .await
+            .expect("ledger JSON")
+    }
+
+    /// Stops the server and the sandbox and waits for both.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server
+                .await
+                .expect("server task")
+                .expect("server ran cleanly");
+        }
+        if let Some(sandbox) = self.sandbox.take() {
+            sandbox.shutdown().await;
+        }
+    }
+}
+
+fn parse_db(url: &str) -> DatabaseUrl {
+    order_service::config::parse_database_url_arg(url).expect("test database URL")
+}
+
+/// Creates a new schema and returns a URL whose connections use it.
+async fn fresh_schema(base: &str) -> String {
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(base)
+        .await
+        .expect("connect to the test PostgreSQL");
+    drop_stale_schemas(&mut conn).await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    let schema = format!(
+        "t_{now}_{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    );
+    sqlx::query(&format!("CREATE SCHEMA {schema}"))
+        .execute(&mut conn)
+        .await
+        .expect("create schema");
+    let separator = if base.contains('?') { '&' } else { '?' };
+    format!("{base}{separator}options[search_path]={schema}")
+}
+
+/// Drops test schemas left by runs more than an hour old (their names start with the
+/// creation time), so the shared test database does not fill up.
+async fn drop_stale_schemas(conn: &mut sqlx::PgConnection) {
+    let cutoff = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
+        .saturating_sub(3600);
+    let stale: Vec<String> = sqlx::query_scalar(
+        "SELECT nspname::text FROM pg_namespace WHERE nspname ~ '^t_[0-9]+_[0-9a-f]+$' \
+         AND split_part(nspname, '_', 2)::bigint < $1",
+    )
+    .bind(cutoff as i64)
+    .fetch_all(&mut *conn)
+    .await
+    .unwrap_or_default();
+    for schema in stale {
+        let _ = sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+            .execute(&mut *conn)
+            .await;
+    }
+}
+
+/// A valid order body: `qty` units of `SKU-001` at 10.50.
+pub fn order_body(qty: u32) -> Value {
+    json!({
+        "userId": "user-1",
+        "address": {"line1": "1 MG Road", "city": "Pune", "country": "IN", "postalCode": "411001"},
+        "currency": "INR",
+        "items": [{"sku": "SKU-001", "qty": qty, "price": 10.5}],
+    })
+}
+
+/// Reads a response as JSON.
+pub async fn json_of(response: reqwest::Response) -> (u16, Value) {
+    let status = response.status().as_u16();
+    let text = response.text().await.expect("body");
+    let value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"));
+    (status, value)
+}

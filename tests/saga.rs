@@ -1,0 +1,528 @@
+//! The order saga end to end: success, each kind of downstream failure, and the
+//! compensations, checked against the sandbox's ledger. Every test runs on SQLite and on
+//! PostgreSQL.
+
+#[macro_use]
+mod common;
+
+use std::time::Duration;
+
+use common::{Backend, Options, TestApp, json_of, order_body};
+use platform_sandbox::ledger::ReservationStatus;
+use serde_json::json;
+
+on_both_databases!(
+    successful_order_is_created_with_every_field,
+    unknown_sku_is_409_and_takes_no_stock,
+    insufficient_stock_is_409_and_takes_no_stock,
+    payment_decline_is_402_and_releases_the_stock,
+    shipping_failure_is_502_refunds_and_releases,
+    inventory_5xx_is_retried_then_502,
+    payment_5xx_is_502_and_gives_everything_back,
+    inventory_timeout_is_504_and_needs_attention,
+    payment_timeout_is_504_and_refunds_what_may_have_been_charged,
+    unreachable_inventory_is_502,
+    lost_payment_answer_is_retried_and_charges_once,
+    lost_shipment_answer_is_found_by_lookup_not_created_twice,
+    lost_reserve_answer_is_not_repeated,
+    lost_reserve_answer_is_repeated_when_inventory_honours_keys,
+    debug_mode_turns_retries_off,
+    retry_after_of_429_is_honoured,
+    money_is_exact_from_request_to_payment,
+    get_returns_the_stored_order,
+);
+
+async fn successful_order_is_created_with_every_field(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (status, order) = json_of(app.post_order(&order_body(2), None).await).await;
+    assert_eq!(status, 201, "{order}");
+    assert_eq!(order["status"], "completed");
+    assert_eq!(order["userId"], "user-1");
+    assert_eq!(order["currency"], "INR");
+    assert_eq!(order["address"]["postalCode"], "411001");
+    assert_eq!(
+        order["items"],
+        json!([{"sku": "SKU-001", "qty": 2, "price": 10.5}])
+    );
+    assert_eq!(order["total"], json!(21));
+    for field in [
+        "id",
+        "reservationId",
+        "paymentIntentId",
+        "shipmentId",
+        "createdAt",
+        "updatedAt",
+    ] {
+        assert!(order[field].is_string(), "{field} missing in {order}");
+    }
+    assert!(order.get("failure").is_none());
+    assert!(order.get("detail").is_none());
+
+    let inventory = app.inventory().await;
+    assert_eq!(inventory.stock["SKU-001"], 98);
+    assert_eq!(inventory.reservations.len(), 1);
+    assert_eq!(
+        inventory.reservations[0].id,
+        order["reservationId"].as_str().unwrap()
+    );
+    assert_eq!(
+        inventory.reservations[0].status,
+        ReservationStatus::Committed
+    );
+    let payments = app.payments().await;
+    assert_eq!(payments.payments.len(), 1);
+    assert_eq!(
+        payments.payments[0].id,
+        order["paymentIntentId"].as_str().unwrap()
+    );
+    assert_eq!(payments.payments[0].status, "completed");
+    assert_eq!(payments.payments[0].amount, 21.0);
+    let shipments = app.shipments().await;
+    assert_eq!(shipments.shipments.len(), 1);
+    assert_eq!(shipments.shipments[0].status, "shipped");
+    assert_eq!(
+        shipments.shipments[0].order_id,
+        order["id"].as_str().unwrap()
+    );
+    app.stop().await;
+}
+
+async fn unknown_sku_is_409_and_takes_no_stock(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let mut body = order_body(1);
+    body["items"] =
+        json!([{"sku": "SKU-001", "qty": 1, "price": 1}, {"sku": "NOPE", "qty": 1, "price": 1}]);
+    let (status, order) = json_of(app.post_order(&body, None).await).await;
+    assert_eq!(status, 409);
+    assert_eq!(order["detail"], "SKU NOPE not found");
+    assert_eq!(order["status"], "cancelled");
+    assert_eq!(order["failure"]["step"], "inventory");
+    assert_eq!(order["failure"]["upstreamStatus"], 409);
+    assert!(order["id"].is_string());
+    let inventory = app.inventory().await;
+    assert_eq!(inventory.stock["SKU-001"], 100, "no stock lost");
+    assert!(inventory.reservations.is_empty());
+    assert!(app.payments().await.payments.is_empty());
+    app.stop().await;
+}
+
+async fn insufficient_stock_is_409_and_takes_no_stock(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (status, order) = json_of(app.post_order(&order_body(101), None).await).await;
+    assert_eq!(status, 409);
+    assert_eq!(order["detail"], "Insufficient stock for SKU-001");
+    assert_eq!(order["status"], "cancelled");
+    assert_eq!(app.inventory().await.stock["SKU-001"], 100);
+    app.stop().await;
+}
+
+async fn payment_decline_is_402_and_releases_the_stock(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.fault("payment", json!({"declineRate": 1.0})).await;
+    let (status, order) = json_of(app.post_order(&order_body(3), None).await).await;
+    assert_eq!(status, 402, "{order}");
+    assert_eq!(order["detail"], "Payment failed (status=failed)");
+    assert_eq!(order["status"], "cancelled");
+    assert_eq!(order["failure"]["step"], "payment");
+    assert_eq!(order["compensations"][0]["action"], "release_reservation");
+    assert_eq!(order["compensations"][0]["state"], "done");
+    let inventory = app.inventory().await;
+    assert_eq!(inventory.stock["SKU-001"], 100, "stock given back");
+    assert_eq!(
+        inventory.reservations[0].status,
+        ReservationStatus::Released
+    );
+    let payments = app.payments().await;
+    assert_eq!(payments.payments.len(), 1);
+    assert_eq!(
+        payments.payments[0].status, "failed",
+        "a decline is not refunded"
+    );
+    assert!(app.shipments().await.shipments.is_empty());
+    app.stop().await;
+}
+
+async fn shipping_failure_is_502_refunds_and_releases(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let mut body = order_body(1);
+    body["address"]["country"] = json!("fail");
+    let (status, order) = json_of(app.post_order(&body, None).await).await;
+    assert_eq!(status, 502, "{order}");
+    assert_eq!(order["status"], "failed_shipping");
+    assert_eq!(
+        order["detail"],
+        "Shipping failed: Shipping provider reported failure for shipment. Payment refunded."
+    );
+    assert_eq!(order["failure"]["step"], "shipping");
+    assert_eq!(order["failure"]["upstreamStatus"], 502);
+    let payments = app.payments().await;
+    assert_eq!(payments.payments.len(), 1);
+    assert_eq!(payments.payments[0].status, "refunded");
+    let inventory = app.inventory().await;
+    assert_eq!(inventory.stock["SKU-001"], 100);
+    assert_eq!(
+        inventory.reservations[0].status,
+        ReservationStatus::Released
+    );
+    let shipments = app.shipments().await;
+    assert_eq!(
+        shipments.shipments.len(),
+        1,
+        "the failed shipment was not posted twice"
+    );
+    assert_eq!(shipments.shipments[0].status, "failed");
+    app.stop().await;
+}
+
+async fn inventory_5xx_is_retried_then_502(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.fault(
+        "inventory",
+        json!({"endpoint": "POST /reserve", "errorRate": 1.0, "errorStatus": 500}),
+    )
+    .await;
+    let (status, order) = json_of(app.post_order(&order_body(1), None).await).await;
+    assert_eq!(status, 502, "{order}");
+    assert!(
+        order["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("Upstream error from inventory service"),
+        "{order}"
+    );
+    assert_eq!(order["status"], "cancelled");
+    let inventory = app.inventory().await;
+    assert_eq!(inventory.calls["POST /reserve"], 3, "three tries");
+    assert_eq!(inventory.stock["SKU-001"], 100);
+    app.stop().await;
+}
+
+async fn payment_5xx_is_502_and_gives_everything_back(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.fault(
+        "payment",
+        json!({"endpoint": "POST /payments", "errorRate": 1.0, "errorStatus": 503}),
+    )
+    .await;
+    let (status, order) = json_of(app.post_order(&order_body(1), None).await).await;
+    assert_eq!(status, 502, "{order}");
+    assert_eq!(order["status"], "cancelled");
+    assert_eq!(order["failure"]["step"], "payment");
+    let payments = app.payments().await;
+    assert_eq!(payments.calls["POST /payments"], 3);
+    assert!(payments.payments.is_empty());
+    let inventory = app.inventory().await;
+    assert_eq!(inventory.stock["SKU-001"], 100);
+    assert_eq!(
+        inventory.reservations[0].status,
+        ReservationStatus::Released
+    );
+    app.stop().await;
+}
+
+fn fast_timeout() -> Options {
+    Options {
+        timeout: Duration::from_millis(300),
+        ..Options::default()
+    }
+}
+
+async fn inventory_timeout_is_504_and_needs_attention(backend: Backend) {
+    let app = TestApp::spawn_with(backend, fast_timeout()).await;
+    app.fault(
+        "inventory",
+        json!({"endpoint": "POST /reserve", "hangRate": 1.0}),
+    )
+    .await;
+    let (status, order) = json_of(app.post_order(&order_body(1), None).await).await;
+    assert_eq!(status, 504, "{order}");
+    assert_eq!(
+        order["status"], "needs_attention",
+        "a lost reserve may hold stock"
+    );
+    assert_eq!(order["failure"]["step"], "inventory");
+    assert_eq!(order["failure"]["upstreamStatus"], json!(null));
+    assert_eq!(
+        app.inventory().await.calls["POST /reserve"],
+        1,
+        "a reserve whose answer never came is not repeated"
+    );
+    app.stop().await;
+}
+
+async fn payment_timeout_is_504_and_refunds_what_may_have_been_charged(backend: Backend) {
+    let app = TestApp::spawn_with(backend, fast_timeout()).await;
+    app.fault(
+        "payment",
+        json!({"endpoint": "POST /payments", "hangRate": 1.0}),
+    )
+    .await;
+    let (status, order) = json_of(app.post_order(&order_body(1), None).await).await;
+    assert_eq!(status, 504, "{order}");
+    assert_eq!(order["status"], "cancelled");
+    let actions: Vec<_> = order["compensations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["action"].as_str().unwrap().to_owned(),
+                c["state"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        actions,
+        vec![
+            ("refund_payment".to_owned(), "done".to_owned()),
+            ("release_reservation".to_owned(), "done".to_owned())
+        ]
+    );
+    let payments = app.payments().await;
+    assert_eq!(payments.calls["POST /payments"], 3);
+    assert_eq!(payments.calls["POST /payments/{id}/refund"], 1);
+    assert!(payments.payments.is_empty(), "hung calls took no effect");
+    assert_eq!(app.inventory().await.stock["SKU-001"], 100);
+    app.stop().await;
+}
+
+async fn unreachable_inventory_is_502(backend: Backend) {
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let app = TestApp::spawn_with(
+        backend,
+        Options {
+            inventory_url: Some(format!("http://127.0.0.1:{closed}")),
+            ..Options::default()
+        },
+    )
+    .await;
+    let (status, order) = json_of(app.post_order(&order_body(1), None).await).await;
+    assert_eq!(status, 502, "{order}");
+    assert_eq!(order["status"], "cancelled");
+    assert!(
+        order["detail"].as_str().unwrap().contains("unreachable"),
+        "{order}"
+    );
+    app.stop().await;
+}
+
+async fn lost_payment_answer_is_retried_and_charges_once(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.fault(
+        "payment",
+        json!({"endpoint": "POST /payments", "dropResponseRate": 1.0}),
+    )
+    .await;
+    let (status, order) = json_of(app.post_order(&order_body(1), None).await).await;
+    assert_eq!(status, 502, "{order}");
+    let payments = app.payments().await;
+    assert_eq!(
+        payments.calls["POST /payments"], 3,
+        "retried with the same id"
+    );
+    assert_eq!(payments.payments.len(), 1, "charged once");
+    assert_eq!(payments.payments[0].status, "refunded", "and refunded");
+    assert_eq!(app.inventory().await.stock["SKU-001"], 100);
+    app.stop().await;
+}
+
+async fn lost_shipment_answer_is_found_by_lookup_not_created_twice(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.fault(
+        "shipping",
+        json!({"endpoint": "POST /shipments", "dropResponseRate": 1.0}),
+    )
+    .await;
+    let (status, order) = json_of(app.post_order(&order_body(1), None).await).await;
+    assert_eq!(status, 201, "{order}");
+    assert_eq!(order["status"], "completed");
+    let shipments = app.shipments().await;
+    assert_eq!(shipments.calls["POST /shipments"], 1);
+    assert_eq!(shipments.calls["GET /shipments/{id}"], 1);
+    assert_eq!(shipments.shipments.len(), 1);
+    assert_eq!(
+        shipments.shipments[0].id,
+        order["shipmentId"].as_str().unwrap()
+    );
+    app.stop().await;
+}
+
+async fn lost_reserve_answer_is_not_repeated(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.fault(
+        "inventory",
+        json!({"endpoint": "POST /reserve", "dropResponseRate": 1.0}),
+    )
+    .await;
+    let (status, order) = json_of(app.post_order(&order_body(1), None).await).await;
+    assert_eq!(status, 502, "{order}");
+    assert_eq!(order["status"], "needs_attention");
+    let inventory = app.inventory().await;
+    assert_eq!(inventory.calls["POST /reserve"], 1, "never sent twice");
+    assert_eq!(
+        inventory.stock["SKU-001"], 99,
+        "the lost reserve did take stock"
+    );
+    app.stop().await;
+}
+
+async fn lost_reserve_answer_is_repeated_when_inventory_honours_keys(backend: Backend) {
+    let app = TestApp::spawn_with(
+        backend,
+        Options {
+            inventory_honors_idempotency_key: true,
+            ..Options::default()
+        },
+    )
+    .await;
+    // The first reserve takes effect and its answer is lost; the retry carries the same
+    // Idempotency-Key and gets the first reservation back.
+    app.fault(
+        "inventory",
+        json!({"endpoint": "POST /reserve", "dropResponseRate": 1.0, "honorIdempotencyKey": true}),
+    )
+    .await;
+    let (status, order) = json_of(app.post_order(&order_body(1), None).await).await;
+    assert_eq!(status, 502, "every answer was dropped: {order}");
+    let inventory = app.inventory().await;
+    assert_eq!(inventory.calls["POST /reserve"], 3, "retried");
+    assert_eq!(
+        inventory.reservations.len(),
+        1,
+        "one reservation for three tries"
+    );
+    assert_eq!(inventory.stock["SKU-001"], 99, "stock taken once");
+    app.stop().await;
+}
+
+async fn debug_mode_turns_retries_off(backend: Backend) {
+    let app = TestApp::spawn_with(
+        backend,
+        Options {
+            retry: order_service::downstream::RetryPolicy::none(),
+            ..Options::default()
+        },
+    )
+    .await;
+    app.fault(
+        "inventory",
+        json!({"endpoint": "POST /reserve", "errorRate": 1.0, "errorStatus": 503}),
+    )
+    .await;
+    let (status, _) = json_of(app.post_order(&order_body(1), None).await).await;
+    assert_eq!(status, 502);
+    assert_eq!(app.inventory().await.calls["POST /reserve"], 1);
+    app.stop().await;
+}
+
+async fn retry_after_of_429_is_honoured(backend: Backend) {
+    let app = TestApp::spawn_with(
+        backend,
+        Options {
+            retry: order_service::downstream::RetryPolicy {
+                attempts: 2,
+                base_delay: Duration::from_millis(1),
+                max_delay: Duration::from_secs(5),
+            },
+            ..Options::default()
+        },
+    )
+    .await;
+    app.fault(
+        "inventory",
+        json!({"endpoint": "POST /reserve", "errorRate": 1.0, "errorStatus": 429}),
+    )
+    .await;
+    let started = std::time::Instant::now();
+    let (status, _) = json_of(app.post_order(&order_body(1), None).await).await;
+    assert_eq!(status, 502);
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "waited for Retry-After: 1, took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(app.inventory().await.calls["POST /reserve"], 2);
+    app.stop().await;
+}
+
+async fn money_is_exact_from_request_to_payment(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let mut body = order_body(1);
+    body["items"] = json!([
+        {"sku": "SKU-001", "qty": 1, "price": 0.1},
+        {"sku": "SKU-002", "qty": 1, "price": 0.2},
+    ]);
+    let response = app.post_order(&body, None).await;
+    assert_eq!(response.status(), 201);
+    let text = response.text().await.unwrap();
+    assert!(text.contains(r#""total":0.3,"#), "{text}");
+    let payments = app.payments().await;
+    assert_eq!(payments.payments[0].amount.to_string(), "0.3");
+    app.stop().await;
+}
+
+async fn get_returns_the_stored_order(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (_, created) = json_of(app.post_order(&order_body(1), None).await).await;
+    let id = created["id"].as_str().unwrap();
+    let (status, fetched) = json_of(app.get_order(id).await).await;
+    assert_eq!(status, 200);
+    assert_eq!(fetched, created, "GET shows what POST answered");
+
+    let (status, missing) = json_of(app.get_order(&uuid::Uuid::now_v7().to_string()).await).await;
+    assert_eq!(status, 404);
+    assert_eq!(missing, json!({"detail": "Order not found"}));
+    let (status, _) = json_of(app.get_order("not-a-uuid").await).await;
+    assert_eq!(status, 404);
+    app.stop().await;
+}
+
+mod event_log {
+    use super::*;
+    use order_service::domain::ids::OrderId;
+    use order_service::store::{Store, StoreSettings};
+
+    on_both_databases!(every_step_and_compensation_is_logged);
+
+    async fn every_step_and_compensation_is_logged(backend: Backend) {
+        let app = TestApp::spawn(backend).await;
+        let mut body = order_body(1);
+        body["address"]["country"] = json!("FAIL");
+        let (_, order) = json_of(app.post_order(&body, None).await).await;
+        let store = Store::open(&StoreSettings {
+            url: app.database_url.clone(),
+            max_connections: 1,
+        })
+        .await
+        .unwrap();
+        let id: OrderId = order["id"].as_str().unwrap().parse().unwrap();
+        let events: Vec<(String, String)> = store
+            .events(id)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| (e.step, e.outcome))
+            .collect();
+        let expected = [
+            ("create", "pending"),
+            ("reserve", "reserved"),
+            ("payment", "paid"),
+            ("shipment", "retried"),
+            ("shipment", "failed"),
+            ("refund_payment", "refunded"),
+            ("release_reservation", "released"),
+        ];
+        let expected: Vec<(String, String)> = expected
+            .iter()
+            .map(|(s, o)| (s.to_string(), o.to_string()))
+            .collect();
+        assert_eq!(events, expected);
+        let stored = store.events(id).await.unwrap();
+        assert_eq!(stored[3].upstream_status, Some(502));
+        assert!(stored.iter().skip(1).all(|e| e.duration_ms.is_some()));
+        app.stop().await;
+    }
+}
