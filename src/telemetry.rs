@@ -10,11 +10,14 @@ use tracing_subscriber::EnvFilter;
 pub fn init(format: Option<&str>) {
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,hyper=warn"));
+    let terminal = std::io::stdout().is_terminal();
     let json = match format {
         Some(f) => f == "json",
-        None => !std::io::stdout().is_terminal(),
+        None => !terminal,
     };
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(terminal);
     // A second init (tests) is harmless: the first subscriber stays.
     let _ = if json {
         builder.json().flatten_event(true).try_init()

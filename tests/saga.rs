@@ -30,6 +30,7 @@ on_both_databases!(
     retry_after_of_429_is_honoured,
     money_is_exact_from_request_to_payment,
     get_returns_the_stored_order,
+    downstream_calls_carry_idempotency_key_and_request_id,
 );
 
 async fn successful_order_is_created_with_every_field(backend: Backend) {
@@ -525,4 +526,44 @@ mod event_log {
         assert!(stored.iter().skip(1).all(|e| e.duration_ms.is_some()));
         app.stop().await;
     }
+}
+
+async fn downstream_calls_carry_idempotency_key_and_request_id(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let response = app
+        .client
+        .post(format!("{}/orders", app.address))
+        .header("X-Request-Id", "req-from-client")
+        .json(&order_body(1))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["x-request-id"], "req-from-client");
+    let (_, order) = json_of(response).await;
+    let id = order["id"].as_str().unwrap();
+    let mut seen = Vec::new();
+    for service in ["inventory", "payment", "shipping"] {
+        for request in app.requests(service).await.requests {
+            assert_eq!(
+                request.request_id.as_deref(),
+                Some("req-from-client"),
+                "{request:?}"
+            );
+            seen.push((
+                request.endpoint,
+                request.idempotency_key.unwrap_or_default(),
+            ));
+        }
+    }
+    let expected = vec![
+        ("POST /reserve".to_owned(), format!("{id}:reserve")),
+        (
+            "POST /reservations/{id}/commit".to_owned(),
+            format!("{id}:commit"),
+        ),
+        ("POST /payments".to_owned(), format!("{id}:payment")),
+        ("POST /shipments".to_owned(), format!("{id}:shipment")),
+    ];
+    assert_eq!(seen, expected);
+    app.stop().await;
 }

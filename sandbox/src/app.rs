@@ -9,6 +9,7 @@ use axum::middleware::from_fn_with_state;
 use crate::config::{ConfigError, SandboxConfig};
 use crate::faults::{self, FaultTable};
 use crate::http::with_common_routes;
+use crate::requests::{self, RequestLog};
 use crate::shutdown::ShutdownSignal;
 use crate::{Service, inventory, payment, shipping};
 
@@ -67,10 +68,16 @@ pub(crate) fn build(
 
 /// `route_layer` puts the fault middleware on the contract routes only, after routing, so
 /// it sees the matched route template; the control routes are merged in afterwards.
+/// The request recorder sits outside the fault middleware, so faulted requests are
+/// recorded too.
 fn assemble(faults: &Arc<FaultTable>, contract: Router, control: Router) -> Router {
-    let contract = contract.route_layer(from_fn_with_state(faults.clone(), faults::inject));
+    let log = RequestLog::default();
+    let contract = contract
+        .route_layer(from_fn_with_state(faults.clone(), faults::inject))
+        .route_layer(from_fn_with_state(log.clone(), requests::record));
     let router = contract
         .merge(control)
-        .merge(faults::routes(faults.clone()));
+        .merge(faults::routes(faults.clone()))
+        .merge(requests::routes(log));
     with_common_routes(faults.service(), router)
 }

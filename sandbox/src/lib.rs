@@ -14,6 +14,8 @@
 //!   latency, hangs, errors, dropped responses, declines and idempotent replays, and the
 //!   `/_sandbox/faults` routes.
 //! - [`ledger`]: typed bodies of `GET /_sandbox/ledger`, for tests to deserialize.
+//! - [`requests`]: the recent requests and their correlation headers, at
+//!   `GET /_sandbox/requests`.
 
 mod app;
 pub mod cli;
@@ -25,6 +27,7 @@ mod inventory;
 pub mod ledger;
 pub mod listeners;
 mod payment;
+pub mod requests;
 mod server;
 mod service;
 mod shipping;

@@ -231,6 +231,18 @@ impl TestApp {
         self.ledger("shipping").await
     }
 
+    /// The recent requests a sandbox service received, with their correlation headers.
+    pub async fn requests(&self, service: &str) -> platform_sandbox::requests::RecentRequests {
+        self.client
+            .get(format!("{}/_sandbox/requests", self.service_url(service)))
+            .send()
+            .await
+            .expect("requests")
+            .json()
+            .await
+            .expect("requests JSON")
+    }
+
     async fn ledger<T: serde::de::DeserializeOwned>(&self, service: &str) -> T {
         self.client
             .get(format!("{}/_sandbox/ledger", self.service_url(service)))
@@ -264,7 +276,7 @@ fn parse_db(url: &str) -> DatabaseUrl {
 }
 
 /// Creates a new schema and returns a URL whose connections use it.
-async fn fresh_schema(base: &str) -> String {
+pub async fn fresh_schema(base: &str) -> String {
     use sqlx::Connection;
     let mut conn = sqlx::PgConnection::connect(base)
         .await

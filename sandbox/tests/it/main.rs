@@ -11,4 +11,5 @@ mod inventory;
 mod ledger;
 mod lifecycle;
 mod payment;
+mod requests;
 mod shipping;
