@@ -37,6 +37,8 @@ pub enum Command {
     Dev(DevArgs),
     /// Run only the platform sandbox: payment, inventory and shipping on --port + 1, 2, 3.
     Sandbox(SandboxCommandArgs),
+    /// Print the OpenAPI document (the one served at /openapi.json) and exit.
+    Openapi,
 }
 
 #[derive(Args, Debug)]
@@ -75,7 +77,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         None => serve(cli.serve).await,
         Some(Command::Serve(args)) => serve(args).await,
         Some(Command::Migrate(args)) => {
-            telemetry::init(None);
+            let _telemetry = telemetry::init(None, telemetry::DEFAULT_FILTER);
             let url = args
                 .database_url
                 .unwrap_or_else(|| DatabaseUrl::sqlite_file(config::DEFAULT_SQLITE_FILE.as_ref()));
@@ -89,11 +91,21 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Some(Command::Dev(args)) => {
-            telemetry::init(args.serve.log_format.as_deref().or(Some("pretty")));
+            let _telemetry = telemetry::init(
+                args.serve.log_format.as_deref().or(Some("pretty")),
+                telemetry::DEFAULT_FILTER,
+            );
             dev::run(args, startup::shutdown_signal()).await
         }
+        Some(Command::Openapi) => {
+            let document = crate::http::openapi_document()
+                .to_pretty_json()
+                .context("serializing the OpenAPI document")?;
+            println!("{document}");
+            Ok(())
+        }
         Some(Command::Sandbox(args)) => {
-            telemetry::init(None);
+            let _telemetry = telemetry::init(None, telemetry::DEFAULT_FILTER);
             let listeners = SandboxListeners::bind(&args.host, args.port)
                 .await
                 .with_context(|| format!("binding the sandbox ports {}+1..3", args.port))?;
@@ -109,7 +121,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    telemetry::init(args.log_format.as_deref());
+    let _telemetry = telemetry::init(args.log_format.as_deref(), telemetry::DEFAULT_FILTER);
     let listener = TcpListener::bind((args.host, args.port))
         .await
         .with_context(|| format!("binding {}:{}", args.host, args.port))?;

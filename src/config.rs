@@ -58,6 +58,10 @@ pub struct ServeArgs {
     /// How long a process owns a saga it drives without saving progress, in seconds.
     #[arg(long, env = "SAGA_LEASE_SECS", default_value_t = 30, value_parser = ms_parser("SAGA_LEASE_SECS", 1, 3600))]
     pub saga_lease_secs: u64,
+    /// On SIGTERM, how long in-flight requests and their sagas may run on, in seconds
+    /// (keep it below Kubernetes' terminationGracePeriodSeconds).
+    #[arg(long, env = "SHUTDOWN_GRACE_SECS", default_value_t = 20, value_parser = ms_parser("SHUTDOWN_GRACE_SECS", 0, 3600))]
+    pub shutdown_grace_secs: u64,
     /// `json` (one object per line) or `pretty`; default: pretty on a terminal, else json.
     #[arg(long, env = "LOG_FORMAT", value_parser = ["json", "pretty"])]
     pub log_format: Option<String>,
@@ -187,6 +191,7 @@ pub struct Config {
     pub idempotency_ttl: Duration,
     pub inventory_honors_idempotency_key: bool,
     pub saga_lease: Duration,
+    pub shutdown_grace: Duration,
     pub legacy_database_service_url: Option<String>,
 }
 
@@ -219,6 +224,7 @@ impl Config {
             idempotency_ttl: Duration::from_secs(args.idempotency_key_ttl_secs),
             inventory_honors_idempotency_key: args.inventory_honors_idempotency_key,
             saga_lease: Duration::from_secs(args.saga_lease_secs),
+            shutdown_grace: Duration::from_secs(args.shutdown_grace_secs),
             legacy_database_service_url: args.database_service_url.clone(),
         }
     }

@@ -1,7 +1,7 @@
 //! Wires the store, the downstream clients, the saga and the routes, and serves until the
 //! shutdown future completes. Takes a bound listener so tests can use port 0.
 
-use std::future::Future;
+use std::future::{Future, IntoFuture};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,20 +11,27 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::config::Config;
+use crate::domain::order::OrderStatus;
 use crate::domain::when;
 use crate::downstream::Downstream;
-use crate::http::{self, AppState, order_view::JsonAnswer};
+use crate::http::{self, AppState, Readiness, order_view::JsonAnswer};
 use crate::saga::{Saga, SagaSettings};
 use crate::store::{Lease, Store, StoreSettings};
+use crate::telemetry::metrics;
 
-/// How often expired idempotency keys are deleted.
-const KEY_PURGE_INTERVAL: Duration = Duration::from_secs(60);
+/// How often the housekeeping loop runs; key purges and gauge refreshes run every few turns.
+const HOUSEKEEPING_TICK: Duration = Duration::from_secs(5);
+/// Expired idempotency keys are deleted every this many ticks (one minute).
+const PURGE_EVERY: u32 = 12;
+/// The `needs_attention` gauge is refreshed every this many ticks.
+const GAUGES_EVERY: u32 = 3;
 
 /// A built service, ready to serve on its listener.
 pub struct Application {
     listener: TcpListener,
     state: AppState,
     store: Store,
+    shutdown_grace: Duration,
 }
 
 impl Application {
@@ -70,8 +77,11 @@ impl Application {
             state: AppState {
                 saga,
                 idempotency_ttl: config.idempotency_ttl,
+                readiness: Arc::new(Readiness::default()),
+                metrics: metrics::install(),
             },
             store,
+            shutdown_grace: config.shutdown_grace,
         })
     }
 
@@ -79,23 +89,44 @@ impl Application {
         self.listener.local_addr()
     }
 
-    /// Serves until `shutdown` completes, then lets in-flight requests finish.
+    /// The handlers' shared state (tests drive the router with it directly).
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` completes. Then `/ready` turns unready, no new connection
+    /// is accepted, and in-flight requests (and the sagas they wait for) get the shutdown
+    /// grace period to finish; what is left is resumed later by a recovery worker.
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let (stop, stopped) = watch::channel(false);
-        let purger = tokio::spawn(purge_expired_keys(self.store.clone(), stopped));
+        let housekeeping = tokio::spawn(housekeeping(self.store.clone(), stopped.clone()));
         tracing::info!(address = %self.listener.local_addr()?, "listening");
-        axum::serve(self.listener, http::router(self.state))
+        let readiness = self.state.readiness.clone();
+        let server = axum::serve(self.listener, http::router(self.state))
             .with_graceful_shutdown(async move {
                 shutdown.await;
-                tracing::info!("shutting down");
+                readiness.begin_shutdown();
+                tracing::info!("shutting down: no new connections, draining in-flight requests");
                 let _ = stop.send(true);
             })
-            .await
-            .context("serving HTTP")?;
-        let _ = purger.await;
+            .into_future();
+        let grace = self.shutdown_grace;
+        let mut stopped = stopped;
+        let out_of_time = async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+            tokio::time::sleep(grace).await;
+        };
+        tokio::select! {
+            served = server => served.context("serving HTTP")?,
+            () = out_of_time => tracing::warn!(
+                grace_secs = grace.as_secs(),
+                "shutdown grace period over; unfinished sagas are left to recovery"
+            ),
+        }
+        let _ = housekeeping.await;
         Ok(())
     }
 }
@@ -144,16 +175,29 @@ fn instance_id() -> String {
     format!("{host}-{}-{}", std::process::id(), &random[..8])
 }
 
-async fn purge_expired_keys(store: Store, mut stopped: watch::Receiver<bool>) {
+/// Periodic chores: purge expired idempotency keys, refresh gauges that come from the
+/// database, and let the metrics exporter drain its buffers.
+async fn housekeeping(store: Store, mut stopped: watch::Receiver<bool>) {
+    let mut tick: u32 = 0;
     loop {
-        match store.purge_expired_keys(when::now()).await {
-            Ok(0) => {}
-            Ok(purged) => tracing::info!(purged, "expired idempotency keys deleted"),
-            Err(error) => tracing::warn!(%error, "purging expired idempotency keys failed"),
+        if tick.is_multiple_of(PURGE_EVERY) {
+            match store.purge_expired_keys(when::now()).await {
+                Ok(0) => {}
+                Ok(purged) => tracing::info!(purged, "expired idempotency keys deleted"),
+                Err(error) => tracing::warn!(%error, "purging expired idempotency keys failed"),
+            }
         }
+        if tick.is_multiple_of(GAUGES_EVERY) {
+            match store.count_with_status(OrderStatus::NeedsAttention).await {
+                Ok(count) => metrics::needs_attention(count),
+                Err(error) => tracing::warn!(%error, "counting orders that need attention failed"),
+            }
+        }
+        metrics::upkeep();
+        tick = tick.wrapping_add(1);
         tokio::select! {
             _ = stopped.changed() => return,
-            () = tokio::time::sleep(KEY_PURGE_INTERVAL) => {}
+            () = tokio::time::sleep(HOUSEKEEPING_TICK) => {}
         }
     }
 }

@@ -280,3 +280,70 @@ fn migrate_creates_the_schema_and_exits() {
     assert!(status.success());
     assert!(db.exists(), "directory and file created");
 }
+
+#[tokio::test]
+async fn json_log_lines_of_a_request_carry_its_request_and_order_ids() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port_block();
+    let child = command()
+        .env("LOG_FORMAT", "json")
+        .env("RUST_LOG", "info")
+        .args(["dev", "--host", "127.0.0.1", "--port", &port.to_string()])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut running = Running(child);
+    let client = reqwest::Client::new();
+    let orders = format!("http://127.0.0.1:{port}");
+    wait_healthy(&client, &orders).await;
+    let body = json!({
+        "address": {"line1": "1 MG Road", "city": "Pune", "country": "IN", "postalCode": "411001"},
+        "items": [{"sku": "SKU-001", "qty": 1, "price": 5}],
+    });
+    let response = client
+        .post(format!("{orders}/orders"))
+        .header("X-Request-Id", "log-test-7f3a")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let order: Value = response.json().await.unwrap();
+    let order_id = order["id"].as_str().unwrap().to_owned();
+    assert!(terminate(&mut running.0).success());
+    let mut output = String::new();
+    use std::io::Read;
+    running
+        .0
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut output)
+        .unwrap();
+
+    let lines: Vec<Value> = output
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert!(!lines.is_empty(), "{output}");
+    let of_request: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l.to_string().contains("log-test-7f3a"))
+        .collect();
+    let finished = of_request
+        .iter()
+        .find(|l| l["message"] == "order finished")
+        .unwrap_or_else(|| panic!("no saga line with the request id in {output}"));
+    assert!(finished.to_string().contains(&order_id), "{finished}");
+    let access = of_request
+        .iter()
+        .find(|l| l["message"] == "finished processing request")
+        .unwrap_or_else(|| panic!("no access line in {output}"));
+    assert_eq!(access["span"]["request_id"], "log-test-7f3a");
+    assert_eq!(access["span"]["order_id"], order_id.as_str());
+    assert_eq!(access["span"]["route"], "/orders");
+}

@@ -126,6 +126,9 @@ impl ServiceClient {
         if let Some(body) = body {
             request = request.json(body);
         }
+        let mut trace_headers = reqwest::header::HeaderMap::new();
+        crate::telemetry::propagation::inject_current(&mut trace_headers);
+        request = request.headers(trace_headers);
         let response = request.send().await.map_err(|e| self.classify(e))?;
         let status = response.status();
         let retry_after = response

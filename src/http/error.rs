@@ -14,6 +14,9 @@ pub enum ApiError {
     /// The body has these problems (422, FastAPI's list shape).
     #[error("request validation failed")]
     Validation(Vec<FieldError>),
+    /// Query parameters with these problems (422, located under `query`).
+    #[error("query validation failed")]
+    QueryValidation(Vec<FieldError>),
     /// The body is not JSON (422, FastAPI's `json_invalid`).
     #[error("malformed JSON: {message}")]
     MalformedJson { offset: usize, message: String },
@@ -41,21 +44,8 @@ impl IntoResponse for ApiError {
             (status, Json(json!({ "detail": text }))).into_response()
         };
         match self {
-            Self::Validation(errors) => {
-                let list: Vec<_> = errors
-                    .into_iter()
-                    .map(|e| {
-                        let mut loc = vec![LocPart::from("body")];
-                        loc.extend(e.loc);
-                        json!({"loc": loc, "msg": e.msg, "type": e.kind})
-                    })
-                    .collect();
-                (
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    Json(json!({ "detail": list })),
-                )
-                    .into_response()
-            }
+            Self::Validation(errors) => validation_response("body", errors),
+            Self::QueryValidation(errors) => validation_response("query", errors),
             Self::MalformedJson { offset, message } => (
                 StatusCode::UNPROCESSABLE_ENTITY,
                 Json(json!({"detail": [{
@@ -96,6 +86,23 @@ impl IntoResponse for ApiError {
             }
         }
     }
+}
+
+/// FastAPI's `422` list, each location prefixed by where the field was (`body`, `query`).
+fn validation_response(origin: &str, errors: Vec<FieldError>) -> Response {
+    let list: Vec<_> = errors
+        .into_iter()
+        .map(|e| {
+            let mut loc = vec![LocPart::from(origin)];
+            loc.extend(e.loc);
+            json!({"loc": loc, "msg": e.msg, "type": e.kind})
+        })
+        .collect();
+    (
+        StatusCode::UNPROCESSABLE_ENTITY,
+        Json(json!({ "detail": list })),
+    )
+        .into_response()
 }
 
 /// FastAPI's answer to an unknown path.

@@ -83,6 +83,21 @@ pub fn to_json(order: &Order) -> String {
     serde_json::to_string(&view(order, false)).expect("an order serializes")
 }
 
+/// A page of `GET /orders`: `{"orders": [...], "nextCursor": ...}`.
+pub fn page_json(orders: &[Order], next_cursor: Option<&str>) -> String {
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Page<'a> {
+        orders: Vec<OrderView<'a>>,
+        next_cursor: Option<&'a str>,
+    }
+    serde_json::to_string(&Page {
+        orders: orders.iter().map(|o| view(o, false)).collect(),
+        next_cursor,
+    })
+    .expect("orders serialize")
+}
+
 /// The status code for the answer to the `POST` that created `order`.
 pub fn status_code(order: &Order) -> StatusCode {
     let Some(failure) = &order.failure else {

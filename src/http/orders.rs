@@ -2,13 +2,15 @@
 
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use tower_http::request_id::RequestId;
+use tracing::Instrument;
 
 use super::body::JsonBytes;
 use super::idempotency::key_of;
+use super::observe::record_order_id;
 use super::order_view::{self, JsonAnswer};
-use super::{ApiError, AppState};
+use super::{ApiError, AppState, json_response};
 use crate::domain::idempotency::{Fingerprint, IdempotencyKey, StoredResponse};
 use crate::domain::ids::OrderId;
 use crate::domain::order::{NewOrder, Order};
@@ -16,9 +18,35 @@ use crate::domain::validation::{BodyError, parse_new_order};
 use crate::domain::when;
 use crate::saga::{Answer, Start};
 use crate::store::{NewEvent, NewKey, StoreError};
+use crate::telemetry::metrics;
 
 /// Creates an order and runs its saga; with an idempotency key, a repeat gets the first
 /// answer, byte for byte.
+#[utoipa::path(
+    post,
+    path = "/orders",
+    tag = "orders",
+    request_body(content = super::schema::OrderRequest, content_type = "application/json"),
+    params(
+        ("Idempotency-Key" = Option<String>, Header, description = "Makes the request safe to repeat: a repeat gets the first answer (1-255 printable ASCII characters)"),
+        ("X-Idempotency-Key" = Option<String>, Header, description = "The old service's name for Idempotency-Key"),
+        ("X-Request-Id" = Option<String>, Header, description = "Correlation id, returned and passed downstream; generated when absent"),
+    ),
+    responses(
+        (status = 201, description = "Completed", body = super::schema::OrderSchema,
+            headers(("Location" = String, description = "/orders/{id}"), ("Idempotent-Replayed" = String, description = "`true` on a replayed answer"))),
+        (status = 202, description = "Accepted; the saga goes on in the background", body = super::schema::OrderSchema),
+        (status = 400, description = "Bad idempotency key headers", body = super::schema::ErrorBody),
+        (status = 402, description = "Payment declined; stock released", body = super::schema::OrderSchema),
+        (status = 409, description = "Refused by the inventory service (order cancelled), or the key's first request still runs (with Retry-After)", body = super::schema::ConflictBody),
+        (status = 413, description = "Body over 64 KiB", body = super::schema::ErrorBody),
+        (status = 415, description = "Content-Type is not JSON", body = super::schema::ErrorBody),
+        (status = 422, description = "Invalid body, malformed JSON, or a key reused with another body", body = super::schema::UnprocessableBody),
+        (status = 502, description = "A downstream service failed or was unreachable; done steps undone", body = super::schema::OrderSchema),
+        (status = 503, description = "A downstream service is known to be down; nothing was done", body = super::schema::ErrorBody),
+        (status = 504, description = "A downstream service did not answer in time", body = super::schema::OrderSchema),
+    )
+)]
 pub async fn create(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -42,14 +70,21 @@ pub async fn create(
         }
         Some(key) => match claim_key(&state, new, key).await? {
             Claim::New(order) => *order,
-            Claim::Replay(response) => return Ok(stored(response, true)),
+            Claim::Replay(response) => {
+                metrics::idempotency_replay();
+                return Ok(stored(response, true));
+            }
         },
     };
 
     // The saga runs in its own task: a client that hangs up must not stop it half-way.
     let saga = state.saga.clone();
     let id = order.id;
-    let run = tokio::spawn(async move { saga.drive(order, Start::Fresh, request_id).await });
+    record_order_id(&id);
+    let run = tokio::spawn(
+        async move { saga.drive(order, Start::Fresh, request_id).await }
+            .instrument(tracing::Span::current()),
+    );
     let order = match run.await {
         Ok(Ok(order)) => order,
         Ok(Err(error)) => {
@@ -75,6 +110,16 @@ pub async fn create(
 }
 
 /// `GET /orders/{id}`.
+#[utoipa::path(
+    get,
+    path = "/orders/{id}",
+    tag = "orders",
+    params(("id" = String, Path, description = "The order id")),
+    responses(
+        (status = 200, description = "The order", body = super::schema::OrderSchema),
+        (status = 404, description = "No such order", body = super::schema::ErrorBody),
+    )
+)]
 pub async fn get(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -87,7 +132,7 @@ pub async fn get(
         .await
         .map_err(internal)?
         .ok_or(ApiError::OrderNotFound)?;
-    Ok(json(StatusCode::OK, order_view::to_json(&order)))
+    Ok(json_response(StatusCode::OK, order_view::to_json(&order)))
 }
 
 enum Claim {
@@ -132,14 +177,19 @@ async fn claim_key(
                 .map_err(internal)?;
             continue;
         }
+        record_order_id(&record.order_id);
         if record.fingerprint != fingerprint {
+            metrics::idempotency_conflict("body_mismatch");
             return Err(ApiError::KeyReused(
                 "This idempotency key was already used with a different request body".to_owned(),
             ));
         }
         return match record.response {
             Some(response) => Ok(Claim::Replay(response)),
-            None => Err(ApiError::KeyInProgress),
+            None => {
+                metrics::idempotency_conflict("in_progress");
+                Err(ApiError::KeyInProgress)
+            }
         };
     }
     Err(ApiError::KeyInProgress)
@@ -189,21 +239,9 @@ fn internal(error: StoreError) -> ApiError {
     ApiError::Internal(anyhow::Error::new(error))
 }
 
-fn json(status: StatusCode, body: String) -> Response {
-    (
-        status,
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        )],
-        body,
-    )
-        .into_response()
-}
-
 fn stored(response: StoredResponse, replayed: bool) -> Response {
     let status = StatusCode::from_u16(response.status).unwrap_or(StatusCode::OK);
-    let mut out = json(status, response.body);
+    let mut out = json_response(status, response.body);
     if replayed {
         out.headers_mut()
             .insert("idempotent-replayed", HeaderValue::from_static("true"));

@@ -1,15 +1,53 @@
 //! Turns the tries of a step into rows of the order's event log.
 
 use crate::domain::when;
+use crate::downstream::CallError;
 use crate::downstream::retry::{Attempt, Retried};
 use crate::store::NewEvent;
+use crate::telemetry::metrics;
+
+/// The downstream service a step's calls go to, for metric labels.
+fn service_of(step: &str) -> &'static str {
+    match step {
+        "payment" | "refund_payment" => "payment",
+        "shipment" | "cancel_shipment" => "shipping",
+        _ => "inventory",
+    }
+}
+
+/// A short label for how one try ended.
+fn attempt_outcome(error: Option<&CallError>) -> &'static str {
+    match error {
+        None => "ok",
+        Some(CallError::Unreachable { .. }) => "unreachable",
+        Some(CallError::Timeout { .. }) => "timeout",
+        Some(CallError::ConnectionLost { .. }) => "connection_lost",
+        Some(CallError::Status { status, .. }) if *status >= 500 => "status_5xx",
+        Some(CallError::Status { status: 429, .. }) => "status_429",
+        Some(CallError::Status { .. }) => "status_4xx",
+        Some(CallError::BadResponse { .. }) => "bad_response",
+    }
+}
 
 /// One event per try: earlier failed tries are `retried`, the last one gets `outcome`.
+/// Also counts the tries in the step metrics.
 pub(super) fn of_attempts<T>(
     step: &'static str,
     retried: &Retried<T>,
     outcome: &'static str,
 ) -> Vec<NewEvent> {
+    let service = service_of(step);
+    for attempt in &retried.attempts {
+        metrics::step_attempt(
+            service,
+            step,
+            attempt_outcome(attempt.error.as_ref()),
+            attempt.duration,
+        );
+        if attempt.number > 1 {
+            metrics::retry(service, step);
+        }
+    }
     let last = retried.attempts.len();
     retried
         .attempts

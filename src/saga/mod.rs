@@ -19,6 +19,7 @@ use crate::domain::progress::SagaStep;
 use crate::domain::when;
 use crate::downstream::{CallContext, CallError, Downstream, RetryPolicy};
 use crate::store::{Lease, Store, StoreError};
+use crate::telemetry::metrics;
 
 /// Renders the answer a client gets for a settled order, so it can be stored with the
 /// order and replayed byte for byte. Provided by the HTTP layer.
@@ -96,6 +97,7 @@ impl Saga {
         request_id: String,
     ) -> Result<Order, SagaError> {
         let span = tracing::info_span!("saga", order_id = %order.id);
+        let _in_flight = metrics::InFlight::start();
         async move {
             let ctx = CallContext {
                 order_id: order.id,
@@ -117,6 +119,8 @@ impl Saga {
                 let stops = order.is_settled() || order.has_failed_compensation();
                 if stops && order.response.is_none() {
                     order.response = Some(self.inner.answer.answer(&order));
+                    metrics::order_finished(order.status.as_str());
+                    tracing::info!(status = %order.status, step = order.progress.step.as_str(), "order finished");
                 }
                 self.inner
                     .store

@@ -7,6 +7,7 @@ use crate::domain::progress::Effect;
 use crate::downstream::CallContext;
 use crate::downstream::retry::retry;
 use crate::store::NewEvent;
+use crate::telemetry::metrics;
 
 pub(super) async fn run(
     saga: &Saga,
@@ -27,6 +28,7 @@ pub(super) async fn run(
             upstream_status: None,
         };
         let event = events::decision("reserve", "unknown", failure.detail.clone());
+        metrics::reservation_outcome_unknown();
         order.fail(failure, Effect::Unknown);
         return vec![event];
     }

@@ -229,3 +229,83 @@ impl Store {
         }
     }
 }
+
+/// Which orders `GET /orders` wants, newest first.
+#[derive(Clone, Debug, Default)]
+pub struct OrderFilter {
+    pub user_id: Option<UserId>,
+    pub status: Option<crate::domain::order::OrderStatus>,
+    /// Inclusive lower bound of `created_at`.
+    pub created_after: Option<Timestamp>,
+    /// Exclusive upper bound of `created_at`.
+    pub created_before: Option<Timestamp>,
+    /// Keyset position: only orders strictly older than this `(created_at, id)`.
+    pub before: Option<(Timestamp, OrderId)>,
+}
+
+/// Connections of the pool(s), for the `db_pool_connections` gauge.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PoolStats {
+    pub idle: usize,
+    pub in_use: usize,
+}
+
+impl Store {
+    /// Up to `limit` orders matching `filter`, newest first.
+    pub async fn list_orders(
+        &self,
+        filter: &OrderFilter,
+        limit: u32,
+    ) -> Result<Vec<Order>, StoreError> {
+        match self {
+            Self::Sqlite(s) => s.list_orders(filter, limit).await,
+            Self::Postgres(s) => s.list_orders(filter, limit).await,
+        }
+    }
+
+    /// How many orders have `status`.
+    pub async fn count_with_status(
+        &self,
+        status: crate::domain::order::OrderStatus,
+    ) -> Result<u64, StoreError> {
+        match self {
+            Self::Sqlite(s) => s.count_with_status(status).await,
+            Self::Postgres(s) => s.count_with_status(status).await,
+        }
+    }
+
+    /// Whether every migration embedded in this binary has been applied successfully.
+    pub async fn migrations_current(&self) -> Result<bool, StoreError> {
+        let (applied, embedded) = match self {
+            Self::Sqlite(s) => (s.applied_migrations().await?, sqlite::embedded_migrations()),
+            Self::Postgres(s) => (
+                s.applied_migrations().await?,
+                postgres::embedded_migrations(),
+            ),
+        };
+        Ok(embedded.iter().all(|v| applied.contains(v)))
+    }
+
+    pub fn pool_stats(&self) -> PoolStats {
+        match self {
+            Self::Sqlite(s) => s.pool_stats(),
+            Self::Postgres(s) => s.pool_stats(),
+        }
+    }
+
+    /// Closes every connection; later calls fail.
+    pub async fn close(&self) {
+        match self {
+            Self::Sqlite(s) => s.close().await,
+            Self::Postgres(s) => s.close().await,
+        }
+    }
+}
+
+/// Versions of migrations recorded as successful in `_sqlx_migrations`.
+fn successful_versions(rows: Vec<(i64, bool)>) -> Vec<i64> {
+    rows.into_iter()
+        .filter(|(_, success)| *success)
+        .map(|(version, _)| version)
+        .collect()
+}

@@ -6,14 +6,17 @@ use std::time::Duration;
 
 use rust_decimal::Decimal;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
-use sqlx::{Postgres, Row, Transaction};
+use sqlx::{Postgres, QueryBuilder, Row, Transaction};
 use uuid::Uuid;
 
 use super::row::{OrderJson, OrderRow};
-use super::{KeyRecord, Lease, NewEvent, NewKey, OrderEvent, StoreError, key_taken_or};
+use super::{
+    KeyRecord, Lease, NewEvent, NewKey, OrderEvent, OrderFilter, PoolStats, StoreError,
+    key_taken_or, successful_versions,
+};
 use crate::domain::idempotency::{Fingerprint, IdempotencyKey, StoredResponse};
 use crate::domain::ids::{OrderId, UserId};
-use crate::domain::order::Order;
+use crate::domain::order::{Order, OrderStatus};
 use crate::domain::when::Timestamp;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -252,6 +255,77 @@ impl PgStore {
                 })
             })
             .collect()
+    }
+}
+
+/// Versions of the migrations built into this binary.
+pub(super) fn embedded_migrations() -> Vec<i64> {
+    MIGRATOR.iter().map(|m| m.version).collect()
+}
+
+impl PgStore {
+    pub async fn list_orders(
+        &self,
+        filter: &OrderFilter,
+        limit: u32,
+    ) -> Result<Vec<Order>, StoreError> {
+        let mut query: QueryBuilder<Postgres> =
+            QueryBuilder::new(format!("SELECT {ORDER_COLUMNS} FROM orders WHERE TRUE"));
+        if let Some(user) = &filter.user_id {
+            query
+                .push(" AND user_id = ")
+                .push_bind(user.as_str().to_owned());
+        }
+        if let Some(status) = filter.status {
+            query.push(" AND status = ").push_bind(status.as_str());
+        }
+        if let Some(after) = filter.created_after {
+            query.push(" AND created_at >= ").push_bind(after);
+        }
+        if let Some(before) = filter.created_before {
+            query.push(" AND created_at < ").push_bind(before);
+        }
+        if let Some((at, id)) = filter.before {
+            query
+                .push(" AND (created_at, id) < (")
+                .push_bind(at)
+                .push(", ")
+                .push_bind(id.as_uuid())
+                .push(")");
+        }
+        query
+            .push(" ORDER BY created_at DESC, id DESC LIMIT ")
+            .push_bind(i64::from(limit));
+        let rows = query.build().fetch_all(&self.pool).await?;
+        rows.iter().map(|r| order_row(r)?.into_order()).collect()
+    }
+
+    pub async fn count_with_status(&self, status: OrderStatus) -> Result<u64, StoreError> {
+        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM orders WHERE status = $1")
+            .bind(status.as_str())
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(count as u64)
+    }
+
+    pub async fn applied_migrations(&self) -> Result<Vec<i64>, StoreError> {
+        let rows: Vec<(i64, bool)> =
+            sqlx::query_as("SELECT version, success FROM _sqlx_migrations")
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(successful_versions(rows))
+    }
+
+    pub fn pool_stats(&self) -> PoolStats {
+        let idle = self.pool.num_idle();
+        PoolStats {
+            idle,
+            in_use: (self.pool.size() as usize).saturating_sub(idle),
+        }
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
     }
 }
 

@@ -9,13 +9,16 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
 };
-use sqlx::{Row, Sqlite, Transaction};
+use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
 
 use super::row::{OrderJson, OrderRow};
-use super::{KeyRecord, Lease, NewEvent, NewKey, OrderEvent, StoreError, key_taken_or};
+use super::{
+    KeyRecord, Lease, NewEvent, NewKey, OrderEvent, OrderFilter, PoolStats, StoreError,
+    key_taken_or, successful_versions,
+};
 use crate::domain::idempotency::{Fingerprint, IdempotencyKey, StoredResponse};
 use crate::domain::ids::{OrderId, UserId};
-use crate::domain::order::Order;
+use crate::domain::order::{Order, OrderStatus};
 use crate::domain::when::{self, Timestamp};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -289,6 +292,83 @@ impl SqliteStore {
                 })
             })
             .collect()
+    }
+}
+
+/// Versions of the migrations built into this binary.
+pub(super) fn embedded_migrations() -> Vec<i64> {
+    MIGRATOR.iter().map(|m| m.version).collect()
+}
+
+impl SqliteStore {
+    pub async fn list_orders(
+        &self,
+        filter: &OrderFilter,
+        limit: u32,
+    ) -> Result<Vec<Order>, StoreError> {
+        let mut query: QueryBuilder<Sqlite> =
+            QueryBuilder::new(format!("SELECT {ORDER_COLUMNS} FROM orders WHERE 1 = 1"));
+        if let Some(user) = &filter.user_id {
+            query
+                .push(" AND user_id = ")
+                .push_bind(user.as_str().to_owned());
+        }
+        if let Some(status) = filter.status {
+            query.push(" AND status = ").push_bind(status.as_str());
+        }
+        if let Some(after) = filter.created_after {
+            query
+                .push(" AND created_at >= ")
+                .push_bind(when::format(after));
+        }
+        if let Some(before) = filter.created_before {
+            query
+                .push(" AND created_at < ")
+                .push_bind(when::format(before));
+        }
+        if let Some((at, id)) = filter.before {
+            query
+                .push(" AND (created_at, id) < (")
+                .push_bind(when::format(at))
+                .push(", ")
+                .push_bind(id.to_string())
+                .push(")");
+        }
+        query
+            .push(" ORDER BY created_at DESC, id DESC LIMIT ")
+            .push_bind(i64::from(limit));
+        let rows = query.build().fetch_all(&self.reader).await?;
+        rows.iter().map(|r| order_row(r)?.into_order()).collect()
+    }
+
+    pub async fn count_with_status(&self, status: OrderStatus) -> Result<u64, StoreError> {
+        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM orders WHERE status = ?1")
+            .bind(status.as_str())
+            .fetch_one(&self.reader)
+            .await?;
+        Ok(count as u64)
+    }
+
+    pub async fn applied_migrations(&self) -> Result<Vec<i64>, StoreError> {
+        let rows: Vec<(i64, bool)> =
+            sqlx::query_as("SELECT version, success FROM _sqlx_migrations")
+                .fetch_all(&self.reader)
+                .await?;
+        Ok(successful_versions(rows))
+    }
+
+    pub fn pool_stats(&self) -> PoolStats {
+        let idle = self.reader.num_idle() + self.writer.num_idle();
+        let size = self.reader.size() as usize + self.writer.size() as usize;
+        PoolStats {
+            idle,
+            in_use: size.saturating_sub(idle),
+        }
+    }
+
+    pub async fn close(&self) {
+        self.writer.close().await;
+        self.reader.close().await;
     }
 }
 

@@ -106,6 +106,7 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub sandbox: Option<RunningSandbox>,
     pub database_url: String,
+    pub state: order_service::http::AppState,
     stop: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
     _dir: tempfile::TempDir,
@@ -117,6 +118,7 @@ impl TestApp {
     }
 
     pub async fn spawn_with(backend: Backend, options: Options) -> Self {
+        init_telemetry();
         let dir = tempfile::tempdir().expect("temp dir");
         let database_url = match &backend {
             Backend::Sqlite => format!("sqlite://{}", dir.path().join("orders.db").display()),
@@ -147,6 +149,7 @@ impl TestApp {
             idempotency_ttl: options.idempotency_ttl,
             inventory_honors_idempotency_key: options.inventory_honors_idempotency_key,
             saga_lease: Duration::from_secs(30),
+            shutdown_grace: Duration::from_secs(5),
             legacy_database_service_url: None,
         };
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("port");
@@ -154,6 +157,7 @@ impl TestApp {
             .await
             .expect("service builds");
         let address = format!("http://{}", app.local_addr().expect("address"));
+        let state = app.state().clone();
         let (stop, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(app.run_until_stopped(async move {
             let _ = stopped.await;
@@ -163,6 +167,7 @@ impl TestApp {
             client: reqwest::Client::new(),
             sandbox: Some(sandbox),
             database_url,
+            state,
             stop: Some(stop),
             server: Some(server),
             _dir: dir,
@@ -254,6 +259,17 @@ impl TestApp {
             .expect("ledger JSON")
     }
 
+    pub async fn get_json(&self, path: &str) -> (u16, Value) {
+        json_of(
+            self.client
+                .get(format!("{}{path}", self.address))
+                .send()
+                .await
+                .expect("GET"),
+        )
+        .await
+    }
+
     /// Stops the server and the sandbox and waits for both.
     pub async fn stop(mut self) {
         if let Some(stop) = self.stop.take() {
@@ -269,6 +285,14 @@ impl TestApp {
             sandbox.shutdown().await;
         }
     }
+}
+
+/// Installs the tracing subscriber (with trace-context propagation) once per test process;
+/// logs go to the captured output at `warn`.
+fn init_telemetry() {
+    static GUARD: std::sync::OnceLock<order_service::telemetry::TelemetryGuard> =
+        std::sync::OnceLock::new();
+    GUARD.get_or_init(|| order_service::telemetry::init(Some("json"), "warn"));
 }
 
 fn parse_db(url: &str) -> DatabaseUrl {

@@ -1,0 +1,167 @@
+//! The service's Prometheus metrics: names, labels and the functions that record them.
+//! Labels are route templates and service names, never raw paths or ids.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+/// Latency buckets, in seconds: from a cached replay to a saga with timeouts.
+const BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// Installs the process-wide recorder (once; later calls return the same handle).
+pub fn install() -> PrometheusHandle {
+    HANDLE
+        .get_or_init(|| {
+            let handle = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), BUCKETS)
+                .expect("buckets are not empty")
+                .install_recorder()
+                .expect("no other metrics recorder is installed");
+            describe();
+            handle
+        })
+        .clone()
+}
+
+fn describe() {
+    describe_counter!(
+        "http_requests_total",
+        "HTTP requests by method, route template and status."
+    );
+    describe_histogram!(
+        "http_request_duration_seconds",
+        metrics::Unit::Seconds,
+        "HTTP request latency by method and route template."
+    );
+    describe_counter!(
+        "orders_finished_total",
+        "Orders whose saga settled (or stopped on a failed compensation), by status."
+    );
+    describe_counter!(
+        "saga_step_attempts_total",
+        "Downstream calls of saga steps by service, step and outcome."
+    );
+    describe_histogram!(
+        "saga_step_duration_seconds",
+        metrics::Unit::Seconds,
+        "Latency of downstream calls by service and step."
+    );
+    describe_counter!(
+        "downstream_retries_total",
+        "Repeated downstream calls by service and step."
+    );
+    describe_gauge!(
+        "circuit_breaker_state",
+        "Circuit breaker per downstream service: 0 closed, 1 half-open, 2 open."
+    );
+    describe_counter!(
+        "idempotency_replays_total",
+        "Requests answered with a stored response."
+    );
+    describe_counter!(
+        "idempotency_conflicts_total",
+        "Idempotency keys refused: in_progress (409) or body_mismatch (422)."
+    );
+    describe_counter!(
+        "recovery_claims_total",
+        "Unfinished sagas claimed by the recovery worker."
+    );
+    describe_gauge!("sagas_in_flight", "Sagas being driven by this process.");
+    describe_gauge!(
+        "orders_needs_attention",
+        "Orders in status needs_attention."
+    );
+    describe_gauge!(
+        "db_pool_connections",
+        "Database connections by state (idle, in_use)."
+    );
+    describe_counter!(
+        "reservation_outcome_unknown_total",
+        "Reserves whose outcome could not be learnt."
+    );
+}
+
+/// Runs the exporter's housekeeping (drains histogram buffers); call every few seconds.
+pub fn upkeep() {
+    if let Some(handle) = HANDLE.get() {
+        handle.run_upkeep();
+    }
+}
+
+pub fn http_request(method: &str, route: &str, status: u16, elapsed: Duration) {
+    let method = method.to_owned();
+    let route = route.to_owned();
+    counter!("http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status.to_string()).increment(1);
+    histogram!("http_request_duration_seconds", "method" => method, "route" => route)
+        .record(elapsed.as_secs_f64());
+}
+
+pub fn step_attempt(
+    service: &'static str,
+    step: &'static str,
+    outcome: &'static str,
+    elapsed: Duration,
+) {
+    counter!("saga_step_attempts_total", "service" => service, "step" => step, "outcome" => outcome).increment(1);
+    histogram!("saga_step_duration_seconds", "service" => service, "step" => step)
+        .record(elapsed.as_secs_f64());
+}
+
+pub fn retry(service: &'static str, step: &'static str) {
+    counter!("downstream_retries_total", "service" => service, "step" => step).increment(1);
+}
+
+pub fn order_finished(status: &'static str) {
+    counter!("orders_finished_total", "status" => status).increment(1);
+}
+
+pub fn reservation_outcome_unknown() {
+    counter!("reservation_outcome_unknown_total").increment(1);
+}
+
+pub fn idempotency_replay() {
+    counter!("idempotency_replays_total").increment(1);
+}
+
+pub fn idempotency_conflict(reason: &'static str) {
+    counter!("idempotency_conflicts_total", "reason" => reason).increment(1);
+}
+
+pub fn breaker_state(service: &'static str, state: f64) {
+    gauge!("circuit_breaker_state", "service" => service).set(state);
+}
+
+pub fn recovery_claim() {
+    counter!("recovery_claims_total").increment(1);
+}
+
+pub fn needs_attention(count: u64) {
+    gauge!("orders_needs_attention").set(count as f64);
+}
+
+pub fn db_pool(idle: usize, in_use: usize) {
+    gauge!("db_pool_connections", "state" => "idle").set(idle as f64);
+    gauge!("db_pool_connections", "state" => "in_use").set(in_use as f64);
+}
+
+/// Counts a saga in `sagas_in_flight` for as long as it lives.
+pub struct InFlight(());
+
+impl InFlight {
+    pub fn start() -> Self {
+        gauge!("sagas_in_flight").increment(1.0);
+        Self(())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        gauge!("sagas_in_flight").decrement(1.0);
+    }
+}
