@@ -265,15 +265,20 @@ async fn body_over_64_kib_is_413(backend: Backend) {
     // Without Content-Length (chunked), the limit holds as well.
     let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
         vec![Ok(vec![b' '; 40_000]), Ok(vec![b' '; 40_000])];
-    let response = app
+    let sent = app
         .client
         .post(format!("{}/orders", app.address))
         .header("Content-Type", "application/json")
         .body(reqwest::Body::wrap_stream(futures::stream::iter(chunks)))
         .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 413);
+        .await;
+    match sent {
+        Ok(response) => assert_eq!(response.status(), 413),
+        // The server may answer 413 and close while the client is still sending; the
+        // client then sees the connection end instead of the answer.
+        Err(error) => assert!(error.is_request() || error.is_body(), "{error:?}"),
+    }
+    assert_eq!(app.get_json("/health").await.0, 200, "the server is fine");
     assert!(app.inventory().await.reservations.is_empty());
     app.stop().await;
 }
