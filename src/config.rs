@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::{ArgAction, Args};
 
-use crate::downstream::{DownstreamSettings, RetryPolicy};
+use crate::downstream::{BreakerSettings, DownstreamSettings, RetryPolicy};
 
 /// Everything `serve` can be told; `dev` takes the same.
 #[derive(Args, Clone, Debug)]
@@ -58,6 +58,28 @@ pub struct ServeArgs {
     /// How long a process owns a saga it drives without saving progress, in seconds.
     #[arg(long, env = "SAGA_LEASE_SECS", default_value_t = 30, value_parser = ms_parser("SAGA_LEASE_SECS", 1, 3600))]
     pub saga_lease_secs: u64,
+    /// Run the recovery worker in this process (drives sagas that a dead process left).
+    #[arg(long, env = "RECOVERY_ENABLED", default_value = "true", value_parser = bool_parser("RECOVERY_ENABLED"), action = ArgAction::Set)]
+    pub recovery_enabled: bool,
+    /// Seconds between two passes of the recovery worker.
+    #[arg(long, env = "RECOVERY_INTERVAL_SECS", default_value_t = 5, value_parser = ms_parser("RECOVERY_INTERVAL_SECS", 1, 3600))]
+    pub recovery_interval_secs: u64,
+    /// Seconds after creation past which an unfinished order is compensated rather than
+    /// driven forward.
+    #[arg(long, env = "ORDER_DEADLINE_SECS", default_value_t = 120, value_parser = ms_parser("ORDER_DEADLINE_SECS", 1, 86_400))]
+    pub order_deadline_secs: u64,
+    /// Seconds `POST /orders` waits for the saga before answering `202 Accepted`.
+    #[arg(long, env = "ORDER_WAIT_SECS", default_value_t = 10, value_parser = ms_parser("ORDER_WAIT_SECS", 0, 600))]
+    pub order_wait_secs: u64,
+    /// Tries of a compensation (over all runs) before the order goes to `needs_attention`.
+    #[arg(long, env = "COMPENSATION_MAX_ATTEMPTS", default_value_t = 10, value_parser = ms_parser("COMPENSATION_MAX_ATTEMPTS", 1, 1000))]
+    pub compensation_max_attempts: u64,
+    /// Consecutive failed calls to a service that open its circuit breaker.
+    #[arg(long, env = "BREAKER_FAILURE_THRESHOLD", default_value_t = 5, value_parser = ms_parser("BREAKER_FAILURE_THRESHOLD", 1, 10_000))]
+    pub breaker_failure_threshold: u64,
+    /// Seconds an open breaker waits before letting one probe call through.
+    #[arg(long, env = "BREAKER_COOLDOWN_SECS", default_value_t = 10, value_parser = ms_parser("BREAKER_COOLDOWN_SECS", 1, 3600))]
+    pub breaker_cooldown_secs: u64,
     /// On SIGTERM, how long in-flight requests and their sagas may run on, in seconds
     /// (keep it below Kubernetes' terminationGracePeriodSeconds).
     #[arg(long, env = "SHUTDOWN_GRACE_SECS", default_value_t = 20, value_parser = ms_parser("SHUTDOWN_GRACE_SECS", 0, 3600))]
@@ -192,6 +214,10 @@ pub struct Config {
     pub inventory_honors_idempotency_key: bool,
     pub saga_lease: Duration,
     pub shutdown_grace: Duration,
+    pub recovery: Option<Duration>,
+    pub order_deadline: Duration,
+    pub order_wait: Duration,
+    pub compensation_max_attempts: u32,
     pub legacy_database_service_url: Option<String>,
 }
 
@@ -219,12 +245,22 @@ impl Config {
                 payment_url: args.payment_url.clone(),
                 shipping_url: args.shipping_url.clone(),
                 timeout: Duration::from_millis(args.downstream_timeout_ms),
+                breaker: BreakerSettings {
+                    failure_threshold: args.breaker_failure_threshold as u32,
+                    cooldown: Duration::from_secs(args.breaker_cooldown_secs),
+                },
             },
             retry,
             idempotency_ttl: Duration::from_secs(args.idempotency_key_ttl_secs),
             inventory_honors_idempotency_key: args.inventory_honors_idempotency_key,
             saga_lease: Duration::from_secs(args.saga_lease_secs),
             shutdown_grace: Duration::from_secs(args.shutdown_grace_secs),
+            recovery: args
+                .recovery_enabled
+                .then(|| Duration::from_secs(args.recovery_interval_secs)),
+            order_deadline: Duration::from_secs(args.order_deadline_secs),
+            order_wait: Duration::from_secs(args.order_wait_secs),
+            compensation_max_attempts: args.compensation_max_attempts as u32,
             legacy_database_service_url: args.database_service_url.clone(),
         }
     }

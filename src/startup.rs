@@ -15,6 +15,7 @@ use crate::domain::order::OrderStatus;
 use crate::domain::when;
 use crate::downstream::Downstream;
 use crate::http::{self, AppState, Readiness, order_view::JsonAnswer};
+use crate::saga::recovery::Recovery;
 use crate::saga::{Saga, SagaSettings};
 use crate::store::{Lease, Store, StoreSettings};
 use crate::telemetry::metrics;
@@ -32,6 +33,8 @@ pub struct Application {
     state: AppState,
     store: Store,
     shutdown_grace: Duration,
+    /// `None` when this process runs no recovery worker.
+    recovery_interval: Option<Duration>,
 }
 
 impl Application {
@@ -61,6 +64,8 @@ impl Application {
                     ttl: config.saga_lease,
                 },
                 inventory_honors_idempotency_key: config.inventory_honors_idempotency_key,
+                order_deadline: config.order_deadline,
+                compensation_max_attempts: config.compensation_max_attempts,
             },
             Arc::new(JsonAnswer),
         );
@@ -79,9 +84,11 @@ impl Application {
                 idempotency_ttl: config.idempotency_ttl,
                 readiness: Arc::new(Readiness::default()),
                 metrics: metrics::install(),
+                order_wait: config.order_wait,
             },
             store,
             shutdown_grace: config.shutdown_grace,
+            recovery_interval: config.recovery,
         })
     }
 
@@ -103,7 +110,11 @@ impl Application {
     ) -> anyhow::Result<()> {
         let (stop, stopped) = watch::channel(false);
         let housekeeping = tokio::spawn(housekeeping(self.store.clone(), stopped.clone()));
-        tracing::info!(address = %self.listener.local_addr()?, "listening");
+        let saga = self.state.saga.clone();
+        let recovery = self.recovery_interval.map(|interval| {
+            tokio::spawn(Recovery::new(saga.clone()).run(interval, stopped.clone()))
+        });
+        tracing::info!(address = %self.listener.local_addr()?, recovery = recovery.is_some(), "listening");
         let readiness = self.state.readiness.clone();
         let server = axum::serve(self.listener, http::router(self.state))
             .with_graceful_shutdown(async move {
@@ -113,6 +124,14 @@ impl Application {
                 let _ = stop.send(true);
             })
             .into_future();
+        let tasks = saga.tasks().clone();
+        let drained = async move {
+            let served = server.await;
+            // Sagas answered with 202 (and recovery's) run on after their request ended.
+            tasks.close();
+            tasks.wait().await;
+            served
+        };
         let grace = self.shutdown_grace;
         let mut stopped = stopped;
         let out_of_time = async move {
@@ -120,11 +139,22 @@ impl Application {
             tokio::time::sleep(grace).await;
         };
         tokio::select! {
-            served = server => served.context("serving HTTP")?,
-            () = out_of_time => tracing::warn!(
-                grace_secs = grace.as_secs(),
-                "shutdown grace period over; unfinished sagas are left to recovery"
-            ),
+            served = drained => served.context("serving HTTP")?,
+            () = out_of_time => {
+                let released = self
+                    .store
+                    .release_leases(&saga.lease().owner, when::now())
+                    .await
+                    .unwrap_or_default();
+                tracing::warn!(
+                    grace_secs = grace.as_secs(),
+                    released,
+                    "shutdown grace period over; unfinished sagas are left to recovery"
+                );
+            }
+        }
+        if let Some(recovery) = recovery {
+            recovery.abort();
         }
         let _ = housekeeping.await;
         Ok(())

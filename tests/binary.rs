@@ -347,3 +347,44 @@ async fn json_log_lines_of_a_request_carry_its_request_and_order_ids() {
     assert_eq!(access["span"]["order_id"], order_id.as_str());
     assert_eq!(access["span"]["route"], "/orders");
 }
+
+#[tokio::test]
+async fn a_second_process_on_the_same_sqlite_file_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("orders.db").display());
+    let port = free_port_block();
+    let first = command()
+        .env("DATABASE_URL", &url)
+        .args(["serve", "--host", "127.0.0.1", "--port", &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut first = Running(first);
+    wait_healthy(&reqwest::Client::new(), &format!("http://127.0.0.1:{port}")).await;
+    let message = fails_at_start(
+        &[("DATABASE_URL", url.as_str())],
+        &[
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &(port + 1).to_string(),
+        ],
+    );
+    assert!(
+        message.contains("in use by another order-service process"),
+        "{message}"
+    );
+    assert!(message.contains("PostgreSQL"), "{message}");
+    assert!(terminate(&mut first.0).success());
+    // Once the first is gone, the file is free again.
+    let status = command()
+        .env("DATABASE_URL", &url)
+        .arg("migrate")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+}

@@ -281,6 +281,8 @@ mod documentation {
                 "GET /orders/{id}/events",
                 "GET /ready",
                 "POST /orders",
+                "POST /orders/{id}/resolve",
+                "POST /orders/{id}/retry",
             ]
         );
         // Every documented operation is served (no fallback 404/405 body).

@@ -484,7 +484,6 @@ async fn get_returns_the_stored_order(backend: Backend) {
 mod event_log {
     use super::*;
     use order_service::domain::ids::OrderId;
-    use order_service::store::{Store, StoreSettings};
 
     on_both_databases!(every_step_and_compensation_is_logged);
 
@@ -493,12 +492,7 @@ mod event_log {
         let mut body = order_body(1);
         body["address"]["country"] = json!("FAIL");
         let (_, order) = json_of(app.post_order(&body, None).await).await;
-        let store = Store::open(&StoreSettings {
-            url: app.database_url.clone(),
-            max_connections: 1,
-        })
-        .await
-        .unwrap();
+        let store = app.state.saga.store();
         let id: OrderId = order["id"].as_str().unwrap().parse().unwrap();
         let events: Vec<(String, String)> = store
             .events(id)

@@ -181,6 +181,8 @@ pub enum FailureKind {
     Timeout,
     /// The service could not be reached.
     Unreachable,
+    /// The service is known to be down (its circuit breaker is open); nothing was sent.
+    Unavailable,
 }
 
 /// Why an order did not complete.
@@ -191,6 +193,18 @@ pub struct Failure {
     pub kind: FailureKind,
     pub detail: String,
     pub upstream_status: Option<u16>,
+}
+
+/// Why an operator action does not apply to an order.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum NotActionable {
+    #[error("the order is {0} and waits for nobody")]
+    NothingToDo(OrderStatus),
+    #[error(
+        "the reservation's outcome is unknown and the inventory service cannot replay it; \
+         check the stock by hand, then resolve the order"
+    )]
+    UnknownReservation,
 }
 
 /// An order as stored: the request, the saga's progress and the client-visible status.
@@ -268,10 +282,92 @@ impl Order {
         self.progress.step = SagaStep::CommitReservation;
     }
 
-    /// The reservation commit was done (or given up, it is best effort as in the old service).
+    /// Records a try to commit the reservation. A failed one leaves the step open, to be
+    /// tried again by a later run.
     pub fn reservation_commit_finished(&mut self, committed: bool) {
         self.progress.reservation_committed = committed;
+        if committed {
+            self.progress.step = SagaStep::Done;
+        } else {
+            self.progress.commit_attempts += 1;
+        }
+    }
+
+    /// Stops retrying the commit of a completed order's reservation: the order is
+    /// complete either way (the old service treated the commit as best effort).
+    pub fn abandon_commit(&mut self) {
         self.progress.step = SagaStep::Done;
+    }
+
+    /// Stops automatic work on the order: an operator has to check it (`reason` says why).
+    pub fn needs_attention(&mut self, reason: String) {
+        self.status = OrderStatus::NeedsAttention;
+        self.progress.attention = Some(reason);
+        self.progress.step = SagaStep::Done;
+    }
+
+    /// Marks the order as handled by hand. Its status becomes what its failure implies.
+    pub fn resolve(&mut self, note: String) -> Result<(), NotActionable> {
+        if !self.awaits_operator() {
+            return Err(NotActionable::NothingToDo(self.status));
+        }
+        self.status = self.failure_status();
+        self.progress.resolution = Some(note);
+        for c in self
+            .progress
+            .compensations
+            .iter_mut()
+            .filter(|c| !c.is_done())
+        {
+            c.state = super::progress::CompensationState::Failed;
+        }
+        self.progress.step = SagaStep::Done;
+        Ok(())
+    }
+
+    /// Prepares an order that waits for an operator to be driven again now. A reservation
+    /// of unknown outcome can only be retried when the inventory service replays reserves
+    /// by key.
+    pub fn prepare_retry(&mut self, inventory_replays_by_key: bool) -> Result<(), NotActionable> {
+        if !self.awaits_operator() {
+            return Err(NotActionable::NothingToDo(self.status));
+        }
+        let unknown_reservation =
+            self.progress.reservation == Effect::Unknown && self.progress.reservation_id.is_none();
+        if unknown_reservation {
+            if !inventory_replays_by_key {
+                return Err(NotActionable::UnknownReservation);
+            }
+            // Send the reserve again with the same key: the inventory service answers with
+            // the first reservation (or makes one), then the saga goes on.
+            self.progress.reservation = Effect::None;
+            self.progress.step = SagaStep::Reserve;
+            self.status = OrderStatus::Pending;
+            self.failure = None;
+        } else if self.next_compensation().is_some() {
+            self.status = self.failure_status();
+            self.progress.step = SagaStep::Compensate;
+        } else {
+            return Err(NotActionable::NothingToDo(self.status));
+        }
+        self.progress.attention = None;
+        Ok(())
+    }
+
+    /// Whether the order waits for an operator: it needs attention, or a compensation
+    /// keeps failing.
+    pub fn awaits_operator(&self) -> bool {
+        self.status == OrderStatus::NeedsAttention || self.has_failed_compensation()
+    }
+
+    /// The final status a failed order has once its compensations are done.
+    fn failure_status(&self) -> OrderStatus {
+        match self.failure.as_ref().map(|f| f.step) {
+            Some(Step::Shipping) => OrderStatus::FailedShipping,
+            Some(Step::Inventory | Step::Payment) => OrderStatus::Cancelled,
+            None if self.progress.shipment == Effect::Done => OrderStatus::Completed,
+            None => OrderStatus::Cancelled,
+        }
     }
 
     /// A step failed for good: record why, decide the final status and schedule the
@@ -481,6 +577,74 @@ mod tests {
         );
         assert_eq!(o.status, OrderStatus::NeedsAttention);
         assert!(o.is_settled(), "nothing automatic is left to do");
+    }
+
+    #[test]
+    fn failed_commit_is_retried_not_dropped() {
+        let mut o = order();
+        o.reserved(ReservationId::from("r1".to_owned()));
+        o.paid("completed".into());
+        o.shipped();
+        o.reservation_commit_finished(false);
+        assert_eq!(o.progress.step, SagaStep::CommitReservation);
+        assert_eq!(o.progress.commit_attempts, 1);
+        assert_eq!(o.status, OrderStatus::Completed);
+        o.reservation_commit_finished(true);
+        assert!(o.is_settled());
+    }
+
+    #[test]
+    fn operator_can_retry_a_stuck_compensation() {
+        let mut o = order();
+        o.reserved(ReservationId::from("r1".to_owned()));
+        o.fail(failure(Step::Payment, FailureKind::Declined), Effect::Done);
+        o.compensation_finished(
+            CompensationAction::ReleaseReservation,
+            10,
+            Some("down".into()),
+        );
+        o.needs_attention("release kept failing".into());
+        assert!(o.is_settled());
+        o.prepare_retry(false).unwrap();
+        assert_eq!(o.status, OrderStatus::Cancelled);
+        assert_eq!(o.progress.step, SagaStep::Compensate);
+        assert_eq!(o.progress.attention, None);
+    }
+
+    #[test]
+    fn unknown_reservation_is_retried_only_where_reserves_replay() {
+        let mut o = order();
+        o.fail(
+            failure(Step::Inventory, FailureKind::Timeout),
+            Effect::Unknown,
+        );
+        assert_eq!(
+            o.prepare_retry(false),
+            Err(NotActionable::UnknownReservation)
+        );
+        o.prepare_retry(true).unwrap();
+        assert_eq!(o.progress.step, SagaStep::Reserve);
+        assert_eq!(o.status, OrderStatus::Pending);
+        assert!(o.failure.is_none());
+    }
+
+    #[test]
+    fn resolving_settles_with_the_failure_status() {
+        let mut o = order();
+        o.fail(
+            failure(Step::Inventory, FailureKind::Timeout),
+            Effect::Unknown,
+        );
+        o.resolve("stock checked, nothing held".into()).unwrap();
+        assert_eq!(o.status, OrderStatus::Cancelled);
+        assert_eq!(
+            o.progress.resolution.as_deref(),
+            Some("stock checked, nothing held")
+        );
+        assert!(matches!(
+            o.resolve("again".into()),
+            Err(NotActionable::NothingToDo(_))
+        ));
     }
 
     #[test]

@@ -129,5 +129,26 @@ pub struct SagaProgress {
     pub payment_status: Option<String>,
     pub shipment: Effect,
     pub reservation_committed: bool,
+    /// Failed tries to commit the reservation of a completed order (it is retried later).
+    #[serde(default)]
+    pub commit_attempts: u32,
     pub compensations: Vec<Compensation>,
+    /// Why the service stopped trying and an operator has to look.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attention: Option<String>,
+    /// An operator's note when the order was settled by hand.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolution: Option<String>,
+}
+
+impl SagaProgress {
+    /// The most tries any unfinished compensation has had.
+    pub fn compensation_attempts(&self) -> u32 {
+        self.compensations
+            .iter()
+            .filter(|c| !c.is_done())
+            .map(|c| c.attempts)
+            .max()
+            .unwrap_or(0)
+    }
 }

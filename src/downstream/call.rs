@@ -7,6 +7,9 @@ use reqwest::{Method, StatusCode};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use std::sync::Arc;
+
+use super::breaker::{Admission, BreakerSettings, CircuitBreaker};
 use crate::domain::ids::OrderId;
 use crate::domain::order::Step;
 
@@ -37,6 +40,12 @@ pub enum CallError {
         detail: String,
         retry_after: Option<Duration>,
     },
+    /// The service's circuit breaker is open: the call was not sent.
+    #[error("{service} service is unavailable (circuit breaker open); retry in {} s", retry_after.as_secs().max(1))]
+    CircuitOpen {
+        service: Step,
+        retry_after: Duration,
+    },
     /// The service answered 2xx with a body we cannot read.
     #[error("Unreadable answer from {service} service: {message}")]
     BadResponse {
@@ -65,14 +74,20 @@ impl CallError {
         match self {
             Self::Unreachable { .. } | Self::Timeout { .. } | Self::ConnectionLost { .. } => true,
             Self::Status { status, .. } => *status >= 500 || *status == 429,
-            Self::BadResponse { .. } => false,
+            Self::BadResponse { .. } | Self::CircuitOpen { .. } => false,
         }
+    }
+
+    /// Whether the request certainly had no effect (it was never sent, or refused).
+    pub fn not_sent(&self) -> bool {
+        matches!(self, Self::Unreachable { .. } | Self::CircuitOpen { .. })
     }
 
     /// The delay the service asked for with `Retry-After`.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
             Self::Status { retry_after, .. } => *retry_after,
+            Self::CircuitOpen { retry_after, .. } => Some(*retry_after),
             _ => None,
         }
     }
@@ -85,10 +100,16 @@ pub struct ServiceClient {
     base_url: String,
     http: reqwest::Client,
     timeout: Duration,
+    breaker: Arc<CircuitBreaker>,
 }
 
 impl ServiceClient {
-    pub fn new(service: Step, base_url: &str, timeout: Duration) -> Result<Self, reqwest::Error> {
+    pub fn new(
+        service: Step,
+        base_url: &str,
+        timeout: Duration,
+        breaker: BreakerSettings,
+    ) -> Result<Self, reqwest::Error> {
         let http = reqwest::Client::builder()
             .connect_timeout(timeout.min(Duration::from_secs(2)))
             .pool_idle_timeout(Duration::from_secs(60))
@@ -100,6 +121,7 @@ impl ServiceClient {
             base_url: base_url.trim_end_matches('/').to_owned(),
             http,
             timeout,
+            breaker: Arc::new(CircuitBreaker::new(service, breaker)),
         })
     }
 
@@ -107,9 +129,36 @@ impl ServiceClient {
         self.service
     }
 
-    /// Sends one request and returns the status and body of a 2xx answer, or the classified
-    /// failure. `404` is returned as a `Status` error for the caller to interpret.
+    /// How long this service's breaker stays open, if it is.
+    pub fn breaker_open_for(&self) -> Option<Duration> {
+        self.breaker.open_for()
+    }
+
+    /// Sends one request, unless the service's breaker is open, and returns the status and
+    /// body of a 2xx answer, or the classified failure. `404` is returned as a `Status`
+    /// error for the caller to interpret.
     pub async fn send<B: Serialize + ?Sized>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+        action: &str,
+        ctx: &CallContext,
+    ) -> Result<(StatusCode, Bytes), CallError> {
+        if let Admission::Rejected { retry_after } = self.breaker.admit() {
+            return Err(CallError::CircuitOpen {
+                service: self.service,
+                retry_after,
+            });
+        }
+        let result = self.exchange(method, path, body, action, ctx).await;
+        // Any answer but 5xx/429 means the service is up, even an error such as 404.
+        self.breaker
+            .record(result.as_ref().err().is_none_or(|e| !e.is_transient()));
+        result
+    }
+
+    async fn exchange<B: Serialize + ?Sized>(
         &self,
         method: Method,
         path: &str,

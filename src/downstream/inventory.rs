@@ -39,6 +39,10 @@ impl InventoryClient {
         Self { client }
     }
 
+    pub fn client(&self) -> &ServiceClient {
+        &self.client
+    }
+
     /// `POST /reserve`: takes the stock of every item or none. Not idempotent on the real
     /// service: each call takes stock again.
     pub async fn reserve(

@@ -2,6 +2,7 @@
 //! (keep-alive), a timeout per call, and errors classified by what they tell us about the
 //! call's effect, which is what decides whether repeating it is safe.
 
+pub mod breaker;
 mod call;
 pub mod inventory;
 pub mod payment;
@@ -10,6 +11,7 @@ pub mod shipping;
 
 use std::time::Duration;
 
+pub use breaker::BreakerSettings;
 pub use call::{CallContext, CallError, ServiceClient};
 pub use retry::RetryPolicy;
 
@@ -23,6 +25,8 @@ pub struct DownstreamSettings {
     pub shipping_url: String,
     /// Upper bound for one HTTP exchange.
     pub timeout: Duration,
+    /// When each service's circuit breaker opens.
+    pub breaker: BreakerSettings,
 }
 
 /// The three downstream services.
@@ -35,7 +39,8 @@ pub struct Downstream {
 
 impl Downstream {
     pub fn new(settings: &DownstreamSettings) -> Result<Self, reqwest::Error> {
-        let client = |step, url: &str| ServiceClient::new(step, url, settings.timeout);
+        let client =
+            |step, url: &str| ServiceClient::new(step, url, settings.timeout, settings.breaker);
         Ok(Self {
             inventory: inventory::InventoryClient::new(client(
                 Step::Inventory,
@@ -47,5 +52,17 @@ impl Downstream {
                 &settings.shipping_url,
             )?),
         })
+    }
+
+    /// A service whose breaker is open, and for about how long; new orders are refused
+    /// then, before anything is done for them.
+    pub fn open_breaker(&self) -> Option<(Step, Duration)> {
+        [
+            self.inventory.client(),
+            self.payment.client(),
+            self.shipping.client(),
+        ]
+        .into_iter()
+        .find_map(|c| c.breaker_open_for().map(|left| (c.service(), left)))
     }
 }

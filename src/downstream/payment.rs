@@ -53,6 +53,10 @@ impl PaymentClient {
         Self { client }
     }
 
+    pub fn client(&self) -> &ServiceClient {
+        &self.client
+    }
+
     /// `POST /payments`: charges `amount` once per payment id, however often it is repeated.
     pub async fn charge(
         &self,

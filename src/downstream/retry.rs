@@ -108,8 +108,16 @@ where
                     error: Some(error.clone()),
                 });
                 if !again {
+                    // A breaker that opened during the retries is not why the call failed:
+                    // report the failure that opened it.
+                    let decisive = match (&error, attempts.len()) {
+                        (CallError::CircuitOpen { .. }, n) if n > 1 => {
+                            attempts[n - 2].error.clone().unwrap_or(error)
+                        }
+                        _ => error,
+                    };
                     return Retried {
-                        result: Err(error),
+                        result: Err(decisive),
                         attempts,
                     };
                 }
@@ -206,6 +214,30 @@ mod tests {
         )
         .await;
         assert_eq!(out.attempts.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_breaker_opening_mid_retry_keeps_the_real_failure() {
+        let out: Retried<()> = retry(
+            policy(3),
+            |_| true,
+            |n| async move {
+                if n == 1 {
+                    Err(unavailable())
+                } else {
+                    Err(CallError::CircuitOpen {
+                        service: Step::Payment,
+                        retry_after: Duration::from_secs(5),
+                    })
+                }
+            },
+        )
+        .await;
+        assert_eq!(out.attempts.len(), 2);
+        assert!(matches!(
+            out.result,
+            Err(CallError::Status { status: 503, .. })
+        ));
     }
 
     #[tokio::test]

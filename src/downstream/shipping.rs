@@ -40,6 +40,10 @@ impl ShippingClient {
         Self { client }
     }
 
+    pub fn client(&self) -> &ServiceClient {
+        &self.client
+    }
+
     /// `POST /shipments`. A second POST with the same id fails, so callers ask with
     /// [`find`](Self::find) before repeating one whose answer was lost.
     pub async fn create(

@@ -34,6 +34,15 @@ pub enum ApiError {
     KeyInProgress,
     #[error("Order not found")]
     OrderNotFound,
+    /// A downstream service is known to be down: nothing was done (503 + `Retry-After`).
+    #[error("{service} service unavailable")]
+    Unavailable {
+        service: &'static str,
+        retry_after: std::time::Duration,
+    },
+    /// The operator action does not apply to the order now (409).
+    #[error("{0}")]
+    Conflict(String),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -77,6 +86,23 @@ impl IntoResponse for ApiError {
                 response
             }
             Self::OrderNotFound => detail(StatusCode::NOT_FOUND, "Order not found".to_owned()),
+            Self::Unavailable {
+                service,
+                retry_after,
+            } => {
+                let seconds = retry_after.as_secs().max(1);
+                let mut response = detail(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!(
+                        "The {service} service is unavailable (circuit breaker open); no order was created. Retry in {seconds} s."
+                    ),
+                );
+                if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
+                    response.headers_mut().insert(header::RETRY_AFTER, value);
+                }
+                response
+            }
+            Self::Conflict(text) => detail(StatusCode::CONFLICT, text),
             Self::Internal(error) => {
                 tracing::error!(error = format!("{error:#}"), "request failed unexpectedly");
                 detail(

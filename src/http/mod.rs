@@ -9,6 +9,7 @@ mod idempotency;
 mod listing;
 mod observe;
 mod openapi;
+mod operator;
 pub mod ops;
 pub mod order_view;
 mod orders;
@@ -39,6 +40,8 @@ pub struct AppState {
     pub idempotency_ttl: Duration,
     pub readiness: Arc<Readiness>,
     pub metrics: PrometheusHandle,
+    /// How long `POST /orders` waits for the saga before answering `202`.
+    pub order_wait: Duration,
 }
 
 /// The routes and the OpenAPI document that describes them, from one definition.
@@ -50,6 +53,8 @@ fn documented_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(orders::create, listing::list))
         .routes(routes!(orders::get))
         .routes(routes!(events::timeline))
+        .routes(routes!(operator::retry))
+        .routes(routes!(operator::resolve))
 }
 
 /// The OpenAPI document of the service.

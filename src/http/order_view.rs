@@ -115,6 +115,7 @@ pub fn status_code(order: &Order) -> StatusCode {
         FailureKind::Declined => StatusCode::PAYMENT_REQUIRED,
         FailureKind::UpstreamError | FailureKind::Unreachable => StatusCode::BAD_GATEWAY,
         FailureKind::Timeout => StatusCode::GATEWAY_TIMEOUT,
+        FailureKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
     }
 }
 

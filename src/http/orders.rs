@@ -4,7 +4,6 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
 use tower_http::request_id::RequestId;
-use tracing::Instrument;
 
 use super::body::JsonBytes;
 use super::idempotency::key_of;
@@ -16,7 +15,7 @@ use crate::domain::ids::OrderId;
 use crate::domain::order::{NewOrder, Order};
 use crate::domain::validation::{BodyError, parse_new_order};
 use crate::domain::when;
-use crate::saga::{Answer, Start};
+use crate::saga::{Answer, SagaError, Start};
 use crate::store::{NewEvent, NewKey, StoreError};
 use crate::telemetry::metrics;
 
@@ -58,6 +57,13 @@ pub async fn create(
         BodyError::Invalid(errors) => ApiError::Validation(errors),
     })?;
     let key = key_of(&headers)?;
+    // A service known to be down fails the order fast, before anything is done for it.
+    if let Some((service, retry_after)) = state.saga.downstream().open_breaker() {
+        return Err(ApiError::Unavailable {
+            service: service.as_str(),
+            retry_after,
+        });
+    }
     let request_id = request_id
         .and_then(|id| id.0.header_value().to_str().ok().map(str::to_owned))
         .unwrap_or_default();
@@ -78,35 +84,53 @@ pub async fn create(
     };
 
     // The saga runs in its own task: a client that hangs up must not stop it half-way.
-    let saga = state.saga.clone();
     let id = order.id;
     record_order_id(&id);
-    let run = tokio::spawn(
-        async move { saga.drive(order, Start::Fresh, request_id).await }
-            .instrument(tracing::Span::current()),
-    );
-    let order = match run.await {
-        Ok(Ok(order)) => order,
-        Ok(Err(error)) => {
+    let run = state
+        .saga
+        .spawn_drive(order, Start::Fresh, request_id, Vec::new());
+    let finished = match tokio::time::timeout(state.order_wait, run).await {
+        Ok(Ok(Ok(order))) => Some(order),
+        // Another process took the saga over; it will finish it.
+        Ok(Ok(Err(SagaError(StoreError::LeaseLost(_))))) => None,
+        Ok(Ok(Err(error))) => {
             return Err(ApiError::Internal(
                 anyhow::Error::new(error).context(format!("saga of order {id}")),
             ));
         }
-        Err(join) => {
+        Ok(Err(join)) => {
             return Err(ApiError::Internal(
                 anyhow::Error::new(join).context(format!("saga task of order {id}")),
             ));
         }
+        // Still running: answer 202 now; the saga goes on, and a replay of the key
+        // returns the final answer later.
+        Err(_elapsed) => None,
     };
-    let response = order
-        .response
-        .clone()
-        .unwrap_or_else(|| JsonAnswer.answer(&order));
+    let order = match finished {
+        Some(order) => order,
+        None => state
+            .saga
+            .store()
+            .find_order(id)
+            .await
+            .map_err(internal)?
+            .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("order {id} vanished")))?,
+    };
+    let response = match &order.response {
+        Some(response) if finished_or_settled(&order) => response.clone(),
+        _ => JsonAnswer.answer(&order),
+    };
     let mut response = stored(response, false);
     if let Ok(location) = HeaderValue::from_str(&format!("/orders/{id}")) {
         response.headers_mut().insert(header::LOCATION, location);
     }
     Ok(response)
+}
+
+/// Whether the order's stored answer is its final one (a run stopped and stored it).
+fn finished_or_settled(order: &Order) -> bool {
+    order.response.is_some()
 }
 
 /// `GET /orders/{id}`.

@@ -26,6 +26,7 @@ fn attempt_outcome(error: Option<&CallError>) -> &'static str {
         Some(CallError::Status { status: 429, .. }) => "status_429",
         Some(CallError::Status { .. }) => "status_4xx",
         Some(CallError::BadResponse { .. }) => "bad_response",
+        Some(CallError::CircuitOpen { .. }) => "circuit_open",
     }
 }
 

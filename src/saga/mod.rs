@@ -1,24 +1,28 @@
 //! Drives an order through its saga: reserve -> pay -> ship -> commit, or backwards
 //! through the compensations. Every step's result is saved (with its events) before the
-//! next call, so a crashed run can be resumed by any process from the stored progress.
+//! next call, under a lease, so a run that stops — crash, lease expiry, a compensation that
+//! keeps failing — is resumed later by any process ([`recovery`]).
 
 mod commit;
 mod compensation;
 mod events;
 mod payment;
+pub mod recovery;
 mod reserve;
 mod shipment;
 
 use std::sync::Arc;
+use std::time::Duration;
 
+use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use crate::domain::idempotency::StoredResponse;
 use crate::domain::order::{Failure, FailureKind, Order, Step};
-use crate::domain::progress::SagaStep;
+use crate::domain::progress::{Effect, SagaStep};
 use crate::domain::when;
 use crate::downstream::{CallContext, CallError, Downstream, RetryPolicy};
-use crate::store::{Lease, Store, StoreError};
+use crate::store::{Lease, NewEvent, Store, StoreError};
 use crate::telemetry::metrics;
 
 /// Renders the answer a client gets for a settled order, so it can be stored with the
@@ -37,12 +41,17 @@ pub enum Start {
 }
 
 /// What the saga needs to run.
+#[derive(Clone, Debug)]
 pub struct SagaSettings {
     pub retry: RetryPolicy,
     pub lease: Lease,
     /// The inventory service replays `POST /reserve` by `Idempotency-Key` (the sandbox can;
     /// the real one does not), which makes repeating a reserve with a lost answer safe.
     pub inventory_honors_idempotency_key: bool,
+    /// Past `created_at + deadline` an unfinished order is compensated, not driven on.
+    pub order_deadline: Duration,
+    /// Tries of a compensation (over all runs) before the order needs attention.
+    pub compensation_max_attempts: u32,
 }
 
 /// The saga runner; cheap to clone.
@@ -56,12 +65,19 @@ struct Inner {
     downstream: Downstream,
     settings: SagaSettings,
     answer: Arc<dyn Answer>,
+    /// Every saga task, so shutdown can wait for them.
+    tasks: TaskTracker,
 }
 
 /// A run could not record its progress.
 #[derive(Debug, thiserror::Error)]
 #[error("saga of order could not save its progress: {0}")]
 pub struct SagaError(#[from] pub StoreError);
+
+/// Longest pause before an order whose run stopped on a failure is tried again.
+const MAX_RETRY_PAUSE: Duration = Duration::from_secs(300);
+/// First pause before an order whose run stopped on a failure is tried again.
+const FIRST_RETRY_PAUSE: Duration = Duration::from_secs(5);
 
 impl Saga {
     pub fn new(
@@ -76,6 +92,7 @@ impl Saga {
                 downstream,
                 settings,
                 answer,
+                tasks: TaskTracker::new(),
             }),
         }
     }
@@ -88,13 +105,44 @@ impl Saga {
         &self.inner.settings.lease
     }
 
-    /// Runs the order's saga until it is settled or cannot progress now (a compensation
-    /// keeps failing), saving after every step. Returns the order as last saved.
+    pub fn settings(&self) -> &SagaSettings {
+        &self.inner.settings
+    }
+
+    pub fn downstream(&self) -> &Downstream {
+        &self.inner.downstream
+    }
+
+    /// The tracker of every saga task this process runs.
+    pub fn tasks(&self) -> &TaskTracker {
+        &self.inner.tasks
+    }
+
+    /// Runs [`drive`](Self::drive) in its own task (in the current span), so that a client
+    /// hanging up cannot stop a saga half-way, and shutdown can wait for it.
+    pub fn spawn_drive(
+        &self,
+        order: Order,
+        start: Start,
+        request_id: String,
+        first_events: Vec<NewEvent>,
+    ) -> tokio::task::JoinHandle<Result<Order, SagaError>> {
+        let saga = self.clone();
+        self.inner.tasks.spawn(
+            async move { saga.drive(order, start, request_id, first_events).await }
+                .instrument(tracing::Span::current()),
+        )
+    }
+
+    /// Runs the order's saga until it is settled or cannot progress now (a compensation or
+    /// the reservation commit keeps failing), saving after every step. `first_events` are
+    /// written with the first save. Returns the order as last saved.
     pub async fn drive(
         &self,
         mut order: Order,
         start: Start,
         request_id: String,
+        first_events: Vec<NewEvent>,
     ) -> Result<Order, SagaError> {
         let span = tracing::info_span!("saga", order_id = %order.id);
         let _in_flight = metrics::InFlight::start();
@@ -104,32 +152,45 @@ impl Saga {
                 request_id,
             };
             let mut resumed = start == Start::Resumed;
+            let mut pending_events = first_events;
             loop {
                 let step = order.progress.step;
-                let events = match step {
+                if step == SagaStep::Done {
+                    break;
+                }
+                let deadline_passed = self.deadline_passed(&order);
+                let mut events = match step {
                     SagaStep::Reserve => reserve::run(self, &mut order, &ctx, resumed).await,
+                    SagaStep::Pay if deadline_passed => past_deadline(&mut order, resumed),
                     SagaStep::Pay => payment::run(self, &mut order, &ctx).await,
-                    SagaStep::Ship => shipment::run(self, &mut order, &ctx, resumed).await,
+                    SagaStep::Ship => {
+                        shipment::run(self, &mut order, &ctx, resumed, deadline_passed).await
+                    }
                     SagaStep::CommitReservation => commit::run(self, &mut order, &ctx).await,
                     SagaStep::Compensate => compensation::run(self, &mut order, &ctx).await,
-                    SagaStep::Done => break,
+                    SagaStep::Done => unreachable!("checked above"),
                 };
                 resumed = false;
+                let stops = self.stop_here(step, &mut order, &mut events);
                 order.updated_at = when::now();
-                let stops = order.is_settled() || order.has_failed_compensation();
                 if stops && order.response.is_none() {
                     order.response = Some(self.inner.answer.answer(&order));
                     metrics::order_finished(order.status.as_str());
                     tracing::info!(status = %order.status, step = order.progress.step.as_str(), "order finished");
                 }
+                pending_events.append(&mut events);
                 self.inner
                     .store
-                    .save_progress(&order, &events, &self.inner.settings.lease)
+                    .save_progress(&order, &pending_events, &self.inner.settings.lease)
                     .await?;
+                pending_events.clear();
                 tracing::debug!(from = step.as_str(), to = order.progress.step.as_str(), status = %order.status, "saga step saved");
                 if stops {
                     break;
                 }
+            }
+            if !order.is_settled() {
+                self.postpone(&order).await?;
             }
             Ok(order)
         }
@@ -137,13 +198,91 @@ impl Saga {
         .await
     }
 
-    fn downstream(&self) -> &Downstream {
-        &self.inner.downstream
+    fn deadline_passed(&self, order: &Order) -> bool {
+        let deadline = chrono::Duration::from_std(self.inner.settings.order_deadline)
+            .unwrap_or(chrono::Duration::MAX);
+        when::now() > order.created_at + deadline
+    }
+
+    /// Whether this run ends after the step `done`: settled, or waiting to try a failed
+    /// compensation or commit again. Too many failed tries end automatic work.
+    fn stop_here(&self, done: SagaStep, order: &mut Order, events: &mut Vec<NewEvent>) -> bool {
+        let max = self.inner.settings.compensation_max_attempts;
+        match order.progress.step {
+            SagaStep::Done => true,
+            SagaStep::Compensate
+                if done == SagaStep::Compensate && order.has_failed_compensation() =>
+            {
+                if order.progress.compensation_attempts() >= max {
+                    let reason = format!("compensations still failing after {max} tries");
+                    events.push(events::decision(
+                        "compensate",
+                        "needs_attention",
+                        reason.clone(),
+                    ));
+                    tracing::warn!(%reason, "order needs attention");
+                    order.needs_attention(reason);
+                }
+                true
+            }
+            SagaStep::CommitReservation if done == SagaStep::CommitReservation => {
+                if order.progress.commit_attempts >= max {
+                    events.push(events::decision(
+                        "commit_reservation",
+                        "abandoned",
+                        format!(
+                            "commit still failing after {max} tries; the order stays completed"
+                        ),
+                    ));
+                    order.abandon_commit();
+                }
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Lets a stopped, unsettled order rest before the recovery worker tries it again:
+    /// its lease is kept until then, longer after each failed run.
+    async fn postpone(&self, order: &Order) -> Result<(), SagaError> {
+        let runs = order
+            .progress
+            .compensation_attempts()
+            .max(order.progress.commit_attempts)
+            / self.inner.settings.retry.attempts.max(1);
+        let pause = FIRST_RETRY_PAUSE
+            .saturating_mul(1u32 << runs.min(10))
+            .min(MAX_RETRY_PAUSE);
+        let until = when::now() + chrono::Duration::from_std(pause).unwrap_or_default();
+        self.inner
+            .store
+            .postpone(order.id, &self.inner.settings.lease.owner, until)
+            .await?;
+        Ok(())
     }
 
     fn retry_policy(&self) -> RetryPolicy {
         self.inner.settings.retry
     }
+}
+
+/// The deadline passed before the payment: give up forward and compensate. A resumed run
+/// cannot know whether the stopped one charged, so a refund is attempted then.
+fn past_deadline(order: &mut Order, resumed: bool) -> Vec<NewEvent> {
+    let failure = Failure {
+        step: Step::Payment,
+        kind: FailureKind::Timeout,
+        detail: "The order's deadline passed before the payment was taken".to_owned(),
+        upstream_status: None,
+    };
+    let event = events::decision("payment", "deadline_passed", failure.detail.clone());
+    let effect = if resumed {
+        Effect::Unknown
+    } else {
+        Effect::None
+    };
+    order.fail(failure, effect);
+    vec![event]
 }
 
 /// Describes a failed call as the order's failure, with the old service's wording.
@@ -164,6 +303,7 @@ fn failure_of(step: Step, error: &CallError) -> Failure {
         ),
         CallError::Timeout { .. } => (FailureKind::Timeout, error.to_string()),
         CallError::Unreachable { .. } => (FailureKind::Unreachable, error.to_string()),
+        CallError::CircuitOpen { .. } => (FailureKind::Unavailable, error.to_string()),
         CallError::ConnectionLost { .. } | CallError::BadResponse { .. } => {
             (FailureKind::UpstreamError, error.to_string())
         }

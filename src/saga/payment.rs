@@ -47,9 +47,8 @@ pub(super) async fn run(saga: &Saga, order: &mut Order, ctx: &CallContext) -> Ve
             // refunded (a refund of an unknown payment id is a harmless 404).
             let no_charge = out.attempts.iter().all(|a| {
                 a.error.as_ref().is_some_and(|e| match e {
-                    CallError::Unreachable { .. } => true,
                     CallError::Status { status, .. } => *status < 500 && *status != 429,
-                    _ => false,
+                    other => other.not_sent(),
                 })
             });
             let effect = if no_charge {

@@ -13,7 +13,11 @@ pub(super) async fn run(
     order: &mut Order,
     ctx: &CallContext,
     resumed: bool,
+    deadline_passed: bool,
 ) -> Vec<NewEvent> {
+    if deadline_passed {
+        return look_up_only(saga, order, ctx).await;
+    }
     let shipping = &saga.downstream().shipping;
     let out = retry(
         saga.retry_policy(),
@@ -81,6 +85,54 @@ pub(super) async fn run(
             };
             let events = events::of_attempts("shipment", &out, outcome);
             order.fail(failure_of(Step::Shipping, error), effect);
+            events
+        }
+    }
+}
+
+/// Past the deadline no shipment is created any more; only one that an earlier run may
+/// have created is looked for. Without one, the order is compensated.
+async fn look_up_only(saga: &Saga, order: &mut Order, ctx: &CallContext) -> Vec<NewEvent> {
+    let shipping = &saga.downstream().shipping;
+    let out = retry(
+        saga.retry_policy(),
+        |_| true,
+        |_| shipping.find(&order.shipment_id, ctx),
+    )
+    .await;
+    match &out.result {
+        Ok(Some(record)) if record.is_shipped() => {
+            let events = events::of_attempts("shipment", &out, "shipped");
+            order.shipped();
+            events
+        }
+        Ok(found) => {
+            let events = events::of_attempts("shipment", &out, "deadline_passed");
+            let failure = Failure {
+                step: Step::Shipping,
+                kind: if found.is_some() {
+                    FailureKind::UpstreamError
+                } else {
+                    FailureKind::Timeout
+                },
+                detail: if found.is_some() {
+                    "Shipping provider reported failure for shipment".to_owned()
+                } else {
+                    "The order's deadline passed before the shipment was created".to_owned()
+                },
+                upstream_status: None,
+            };
+            let effect = if found.is_some() {
+                Effect::Done
+            } else {
+                Effect::None
+            };
+            order.fail(failure, effect);
+            events
+        }
+        Err(error) => {
+            let events = events::of_attempts("shipment", &out, "unknown");
+            order.fail(failure_of(Step::Shipping, error), Effect::Unknown);
             events
         }
     }

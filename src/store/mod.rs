@@ -28,6 +28,13 @@ pub enum StoreError {
     /// Another process holds the order's lease: this one must stop driving it.
     #[error("the lease on order {0} is held by another process")]
     LeaseLost(OrderId),
+    /// Another process already serves this SQLite database.
+    #[error(
+        "the SQLite database {0} is in use by another order-service process; SQLite serves \
+         one process only: stop the other one, or use PostgreSQL (DATABASE_URL=postgres://...) \
+         to run several"
+    )]
+    InUse(String),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
     #[error(transparent)]
@@ -308,4 +315,61 @@ fn successful_versions(rows: Vec<(i64, bool)>) -> Vec<i64> {
         .filter(|(_, success)| *success)
         .map(|(version, _)| version)
         .collect()
+}
+
+impl Store {
+    /// Keeps the lease of a stopped, unsettled order until `until`, when recovery may
+    /// claim it again. Does nothing if `owner` no longer holds the lease.
+    pub async fn postpone(
+        &self,
+        id: OrderId,
+        owner: &str,
+        until: Timestamp,
+    ) -> Result<(), StoreError> {
+        match self {
+            Self::Sqlite(s) => s.postpone(id, owner, until).await,
+            Self::Postgres(s) => s.postpone(id, owner, until).await,
+        }
+    }
+
+    /// Takes the lease of up to `limit` unsettled orders whose lease expired before `now`
+    /// (their process died or gave them up for a while) and returns them. Safe with many
+    /// processes: each order goes to one of them.
+    pub async fn claim_expired(
+        &self,
+        lease: &Lease,
+        now: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<Order>, StoreError> {
+        match self {
+            Self::Sqlite(s) => s.claim_expired(lease, now, limit).await,
+            Self::Postgres(s) => s.claim_expired(lease, now, limit).await,
+        }
+    }
+
+    /// Takes the lease of one order for an operator action, unless another process holds
+    /// a live lease on it (`Ok(None)` then; `Err` only for database failures). Orders that
+    /// do not exist also give `Ok(None)`: callers look them up first.
+    pub async fn claim_one(
+        &self,
+        id: OrderId,
+        lease: &Lease,
+        now: Timestamp,
+    ) -> Result<Option<Order>, StoreError> {
+        match self {
+            Self::Sqlite(s) => s.claim_one(id, lease, now).await,
+            Self::Postgres(s) => s.claim_one(id, lease, now).await,
+        }
+    }
+}
+
+impl Store {
+    /// Lets other processes claim at once the unsettled orders this owner still leases
+    /// (used when shutdown runs out of time).
+    pub async fn release_leases(&self, owner: &str, now: Timestamp) -> Result<u64, StoreError> {
+        match self {
+            Self::Sqlite(s) => s.release_leases(owner, now).await,
+            Self::Postgres(s) => s.release_leases(owner, now).await,
+        }
+    }
 }

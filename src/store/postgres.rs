@@ -327,6 +327,75 @@ impl PgStore {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+
+    pub async fn postpone(
+        &self,
+        id: OrderId,
+        owner: &str,
+        until: Timestamp,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE orders SET lease_expires_at = $1 WHERE id = $2 AND lease_owner = $3")
+            .bind(until)
+            .bind(id.as_uuid())
+            .bind(owner)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn release_leases(&self, owner: &str, now: Timestamp) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "UPDATE orders SET lease_expires_at = $1 WHERE lease_owner = $2 AND step <> 'done'",
+        )
+        .bind(now)
+        .bind(owner)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// `FOR UPDATE SKIP LOCKED`: concurrent claims from several replicas skip each other's
+    /// rows instead of waiting or taking the same order twice.
+    pub async fn claim_expired(
+        &self,
+        lease: &Lease,
+        now: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<Order>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "UPDATE orders SET lease_owner = $1, lease_expires_at = $2 \
+             WHERE id IN (SELECT id FROM orders WHERE step <> 'done' AND lease_expires_at < $3 \
+                          ORDER BY lease_expires_at LIMIT $4 FOR UPDATE SKIP LOCKED) \
+             RETURNING {ORDER_COLUMNS}"
+        ))
+        .bind(&lease.owner)
+        .bind(lease.expires_at(now))
+        .bind(now)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| order_row(r)?.into_order()).collect()
+    }
+
+    pub async fn claim_one(
+        &self,
+        id: OrderId,
+        lease: &Lease,
+        now: Timestamp,
+    ) -> Result<Option<Order>, StoreError> {
+        let row = sqlx::query(&format!(
+            "UPDATE orders SET lease_owner = $1, lease_expires_at = $2 \
+             WHERE id = $3 AND (step = 'done' OR lease_owner = $1 OR lease_expires_at < $4) \
+             RETURNING {ORDER_COLUMNS}"
+        ))
+        .bind(&lease.owner)
+        .bind(lease.expires_at(now))
+        .bind(id.as_uuid())
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| order_row(&r)?.into_order()).transpose()
+    }
 }
 
 async fn insert_events(

@@ -27,6 +27,36 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite")
 pub struct SqliteStore {
     writer: SqlitePool,
     reader: SqlitePool,
+    /// Held for the life of the process: SQLite serves one order-service process only.
+    _process_lock: Option<std::sync::Arc<std::fs::File>>,
+}
+
+/// Takes the exclusive lock `<database>.lock`, so that a second process on the same file
+/// refuses to start instead of racing this one.
+fn lock_database_file(database: &std::path::Path) -> Result<std::fs::File, StoreError> {
+    let path = database.with_extension(match database.extension() {
+        Some(ext) => format!("{}.lock", ext.to_string_lossy()),
+        None => "lock".to_owned(),
+    });
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| {
+            StoreError::Database(sqlx::Error::Configuration(
+                format!("cannot open lock file {}: {e}", path.display()).into(),
+            ))
+        })?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => {
+            Err(StoreError::InUse(database.display().to_string()))
+        }
+        Err(std::fs::TryLockError::Error(e)) => Err(StoreError::Database(
+            sqlx::Error::Configuration(format!("cannot lock {}: {e}", path.display()).into()),
+        )),
+    }
 }
 
 fn time(text: &str) -> Result<Timestamp, StoreError> {
@@ -83,6 +113,11 @@ impl SqliteStore {
                 ))
             })?;
         }
+        let process_lock = if in_memory {
+            None
+        } else {
+            Some(std::sync::Arc::new(lock_database_file(&filename)?))
+        };
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(1)
@@ -96,7 +131,11 @@ impl SqliteStore {
                 .connect_with(options.read_only(true))
                 .await?
         };
-        Ok(Self { writer, reader })
+        Ok(Self {
+            writer,
+            reader,
+            _process_lock: process_lock,
+        })
     }
 
     pub async fn migrate(&self) -> Result<(), StoreError> {
@@ -369,6 +408,74 @@ impl SqliteStore {
     pub async fn close(&self) {
         self.writer.close().await;
         self.reader.close().await;
+    }
+
+    pub async fn postpone(
+        &self,
+        id: OrderId,
+        owner: &str,
+        until: Timestamp,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE orders SET lease_expires_at = ?1 WHERE id = ?2 AND lease_owner = ?3")
+            .bind(when::format(until))
+            .bind(id.to_string())
+            .bind(owner)
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn release_leases(&self, owner: &str, now: Timestamp) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "UPDATE orders SET lease_expires_at = ?1 WHERE lease_owner = ?2 AND step <> 'done'",
+        )
+        .bind(when::format(now))
+        .bind(owner)
+        .execute(&self.writer)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// One writer connection serialises claims, so no two claims can take the same order.
+    pub async fn claim_expired(
+        &self,
+        lease: &Lease,
+        now: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<Order>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "UPDATE orders SET lease_owner = ?1, lease_expires_at = ?2 \
+             WHERE id IN (SELECT id FROM orders WHERE step <> 'done' AND lease_expires_at < ?3 \
+                          ORDER BY lease_expires_at LIMIT ?4) \
+             RETURNING {ORDER_COLUMNS}"
+        ))
+        .bind(&lease.owner)
+        .bind(when::format(lease.expires_at(now)))
+        .bind(when::format(now))
+        .bind(i64::from(limit))
+        .fetch_all(&self.writer)
+        .await?;
+        rows.iter().map(|r| order_row(r)?.into_order()).collect()
+    }
+
+    pub async fn claim_one(
+        &self,
+        id: OrderId,
+        lease: &Lease,
+        now: Timestamp,
+    ) -> Result<Option<Order>, StoreError> {
+        let row = sqlx::query(&format!(
+            "UPDATE orders SET lease_owner = ?1, lease_expires_at = ?2 \
+             WHERE id = ?3 AND (step = 'done' OR lease_owner = ?1 OR lease_expires_at < ?4) \
+             RETURNING {ORDER_COLUMNS}"
+        ))
+        .bind(&lease.owner)
+        .bind(when::format(lease.expires_at(now)))
+        .bind(id.to_string())
+        .bind(when::format(now))
+        .fetch_optional(&self.writer)
+        .await?;
+        row.map(|r| order_row(&r)?.into_order()).transpose()
     }
 }
 

@@ -38,6 +38,15 @@ impl Drop for TelemetryGuard {
 /// Spans always carry OpenTelemetry context, so an incoming `traceparent` is passed on to
 /// downstream calls; they are exported only when `OTEL_EXPORTER_OTLP_ENDPOINT` is set.
 pub fn init(format: Option<&str>, default_filter: &str) -> TelemetryGuard {
+    install(format, default_filter, false)
+}
+
+/// Like [`init`] with JSON logs written through the test harness (captured per test).
+pub fn init_for_tests(default_filter: &str) -> TelemetryGuard {
+    install(Some("json"), default_filter, true)
+}
+
+fn install(format: Option<&str>, default_filter: &str, for_tests: bool) -> TelemetryGuard {
     opentelemetry::global::set_text_map_propagator(
         opentelemetry_sdk::propagation::TraceContextPropagator::new(),
     );
@@ -55,7 +64,14 @@ pub fn init(format: Option<&str>, default_filter: &str) -> TelemetryGuard {
     let otel = tracing_opentelemetry::layer()
         .with_tracer(tracer)
         .with_filter(Targets::new().with_target("order_service", Level::INFO));
-    let logs = if json {
+    let logs = if for_tests {
+        tracing_subscriber::fmt::layer()
+            .json()
+            .flatten_event(true)
+            .with_test_writer()
+            .with_filter(filter)
+            .boxed()
+    } else if json {
         tracing_subscriber::fmt::layer()
             .json()
             .flatten_event(true)

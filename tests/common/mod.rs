@@ -75,6 +75,15 @@ pub struct Options {
     pub timeout: Duration,
     pub idempotency_ttl: Duration,
     pub inventory_honors_idempotency_key: bool,
+    /// `None`: no recovery worker (tests drive recovery with `run_once`).
+    pub recovery: Option<Duration>,
+    pub order_deadline: Duration,
+    pub order_wait: Duration,
+    pub compensation_max_attempts: u32,
+    pub breaker: order_service::downstream::BreakerSettings,
+    pub saga_lease: Duration,
+    /// Open on this database URL instead of a fresh one (a second replica).
+    pub database_url: Option<String>,
     /// Replace a downstream URL (e.g. with a closed port).
     pub inventory_url: Option<String>,
     pub payment_url: Option<String>,
@@ -93,6 +102,16 @@ impl Default for Options {
             timeout: Duration::from_millis(1500),
             idempotency_ttl: Duration::from_secs(3600),
             inventory_honors_idempotency_key: false,
+            recovery: None,
+            order_deadline: Duration::from_secs(120),
+            order_wait: Duration::from_secs(10),
+            compensation_max_attempts: 10,
+            breaker: order_service::downstream::BreakerSettings {
+                failure_threshold: 1000,
+                cooldown: Duration::from_secs(10),
+            },
+            saga_lease: Duration::from_secs(30),
+            database_url: None,
             inventory_url: None,
             payment_url: None,
             shipping_url: None,
@@ -120,9 +139,12 @@ impl TestApp {
     pub async fn spawn_with(backend: Backend, options: Options) -> Self {
         init_telemetry();
         let dir = tempfile::tempdir().expect("temp dir");
-        let database_url = match &backend {
-            Backend::Sqlite => format!("sqlite://{}", dir.path().join("orders.db").display()),
-            Backend::Postgres(base) => fresh_schema(base).await,
+        let database_url = match (&options.database_url, &backend) {
+            (Some(url), _) => url.clone(),
+            (None, Backend::Sqlite) => {
+                format!("sqlite://{}", dir.path().join("orders.db").display())
+            }
+            (None, Backend::Postgres(base)) => fresh_schema(base).await,
         };
         let sandbox = platform_sandbox::spawn(
             options.sandbox,
@@ -144,12 +166,17 @@ impl TestApp {
                     .shipping_url
                     .unwrap_or_else(|| sandbox.shipping_url.clone()),
                 timeout: options.timeout,
+                breaker: options.breaker,
             },
             retry: options.retry,
             idempotency_ttl: options.idempotency_ttl,
             inventory_honors_idempotency_key: options.inventory_honors_idempotency_key,
-            saga_lease: Duration::from_secs(30),
+            saga_lease: options.saga_lease,
             shutdown_grace: Duration::from_secs(5),
+            recovery: options.recovery,
+            order_deadline: options.order_deadline,
+            order_wait: options.order_wait,
+            compensation_max_attempts: options.compensation_max_attempts,
             legacy_database_service_url: None,
         };
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("port");
@@ -292,7 +319,7 @@ impl TestApp {
 fn init_telemetry() {
     static GUARD: std::sync::OnceLock<order_service::telemetry::TelemetryGuard> =
         std::sync::OnceLock::new();
-    GUARD.get_or_init(|| order_service::telemetry::init(Some("json"), "warn"));
+    GUARD.get_or_init(|| order_service::telemetry::init_for_tests("warn"));
 }
 
 fn parse_db(url: &str) -> DatabaseUrl {

@@ -1,0 +1,767 @@
+//! Crash safety: sagas a dead process left are claimed and finished or compensated by the
+//! recovery worker; uncertain outcomes are learnt before acting again; compensations are
+//! retried and end in `needs_attention`; operators retry and resolve; the `202` path;
+//! circuit breakers; shutdown with sagas in flight; replicas racing.
+
+#[macro_use]
+mod common;
+
+use std::time::Duration;
+
+use common::{Backend, Options, TestApp, json_of, order_body};
+use order_service::domain::ids::ReservationId;
+use order_service::domain::order::Order;
+use order_service::domain::validation::parse_new_order;
+use order_service::domain::when;
+use order_service::saga::recovery::Recovery;
+use order_service::store::{Lease, NewEvent};
+use platform_sandbox::ledger::ReservationStatus;
+use serde_json::{Value, json};
+
+on_both_databases!(
+    crash_after_reserve_is_finished_by_recovery,
+    crash_during_reserve_needs_attention,
+    crash_during_reserve_is_retried_where_reserves_replay,
+    crash_after_payment_taken_repeats_the_same_payment,
+    crash_after_shipment_created_finds_it_instead_of_posting_again,
+    past_the_deadline_a_crashed_order_is_compensated,
+    a_live_lease_is_not_taken,
+    failed_compensation_is_retried_by_a_later_pass,
+    compensation_failing_too_often_needs_attention_then_operator_retry,
+    unknown_reservation_is_resolved_by_an_operator,
+    slow_saga_answers_202_and_a_replay_returns_the_final_answer,
+    open_breaker_refuses_new_orders_before_any_side_effect,
+    sigterm_lets_in_flight_sagas_finish,
+);
+
+fn new_order(qty: u32) -> Order {
+    let body = serde_json::to_vec(&order_body(qty)).unwrap();
+    Order::create(parse_new_order(&body).unwrap())
+}
+
+/// Stores `order` as a process that died right after saving it would have left it.
+async fn leave_as_crashed(app: &TestApp, order: &Order) {
+    let event = NewEvent {
+        at: when::now(),
+        step: "create",
+        outcome: "pending",
+        attempt: None,
+        upstream_status: None,
+        duration_ms: None,
+        detail: None,
+    };
+    let dead = Lease {
+        owner: "process-that-died".to_owned(),
+        ttl: Duration::ZERO,
+    };
+    app.state
+        .saga
+        .store()
+        .insert_order(order, None, &event, &dead)
+        .await
+        .unwrap();
+}
+
+/// Reserves the order's items in the sandbox, as the dead process did.
+async fn reserve_in_sandbox(app: &TestApp, order: &Order) -> ReservationId {
+    let items: Vec<Value> = order
+        .items
+        .iter()
+        .map(|i| json!({"sku": i.sku.as_str(), "qty": i.qty.get()}))
+        .collect();
+    let answer: Value = app
+        .client
+        .post(format!("{}/reserve", app.sandbox().inventory_url))
+        .json(&json!({"orderId": order.id.to_string(), "items": items}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    ReservationId::from(answer["id"].as_str().unwrap().to_owned())
+}
+
+async fn recover(app: &TestApp) -> order_service::saga::recovery::PassReport {
+    Recovery::new(app.state.saga.clone())
+        .run_once()
+        .await
+        .unwrap()
+}
+
+async fn order_json(app: &TestApp, order: &Order) -> Value {
+    let (status, body) = app.get_json(&format!("/orders/{}", order.id)).await;
+    assert_eq!(status, 200);
+    body
+}
+
+async fn steps(app: &TestApp, id: &str) -> Vec<(String, String)> {
+    let (_, body) = app.get_json(&format!("/orders/{id}/events")).await;
+    body["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["step"].as_str().unwrap().to_owned(),
+                e["outcome"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+fn has(steps: &[(String, String)], step: &str, outcome: &str) -> bool {
+    steps.iter().any(|(s, o)| s == step && o == outcome)
+}
+
+async fn crash_after_reserve_is_finished_by_recovery(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let mut order = new_order(2);
+    let reservation = reserve_in_sandbox(&app, &order).await;
+    order.reserved(reservation);
+    leave_as_crashed(&app, &order).await;
+
+    let report = recover(&app).await;
+    assert_eq!((report.claimed, report.settled), (1, 1));
+    let body = order_json(&app, &order).await;
+    assert_eq!(body["status"], "completed");
+    let inventory = app.inventory().await;
+    assert_eq!(inventory.reservations.len(), 1);
+    assert_eq!(
+        inventory.reservations[0].status,
+        ReservationStatus::Committed
+    );
+    assert_eq!(inventory.stock["SKU-001"], 98);
+    assert_eq!(app.payments().await.payments.len(), 1);
+    assert_eq!(app.shipments().await.shipments.len(), 1);
+    let steps = steps(&app, &order.id.to_string()).await;
+    assert!(has(&steps, "recovery", "claimed"), "{steps:?}");
+    assert!(has(&steps, "payment", "paid"));
+    assert_eq!(
+        recover(&app).await.claimed,
+        0,
+        "a settled order is not claimed again"
+    );
+    app.stop().await;
+}
+
+async fn crash_during_reserve_needs_attention(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let order = new_order(1);
+    leave_as_crashed(&app, &order).await;
+    assert_eq!(recover(&app).await.claimed, 1);
+    let body = order_json(&app, &order).await;
+    assert_eq!(body["status"], "needs_attention");
+    assert_eq!(body["failure"]["step"], "inventory");
+    assert_eq!(
+        app.inventory().await.calls["POST /reserve"],
+        0,
+        "a reserve that may have been sent is not sent again"
+    );
+    let metrics = app
+        .client
+        .get(format!("{}/metrics", app.address))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("reservation_outcome_unknown_total"));
+    app.stop().await;
+}
+
+async fn crash_during_reserve_is_retried_where_reserves_replay(backend: Backend) {
+    let app = TestApp::spawn_with(
+        backend,
+        Options {
+            inventory_honors_idempotency_key: true,
+            ..Options::default()
+        },
+    )
+    .await;
+    app.fault(
+        "inventory",
+        json!({"endpoint": "POST /reserve", "honorIdempotencyKey": true}),
+    )
+    .await;
+    let order = new_order(1);
+    leave_as_crashed(&app, &order).await;
+    assert_eq!(recover(&app).await.settled, 1);
+    assert_eq!(order_json(&app, &order).await["status"], "completed");
+    assert_eq!(app.inventory().await.reservations.len(), 1);
+    app.stop().await;
+}
+
+async fn crash_after_payment_taken_repeats_the_same_payment(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let mut order = new_order(1);
+    let reservation = reserve_in_sandbox(&app, &order).await;
+    order.reserved(reservation);
+    // The dead process's payment went through; its answer was lost with the process.
+    let charged = app
+        .client
+        .post(format!("{}/payments", app.sandbox().payment_url))
+        .json(&json!({"id": order.payment_id.as_str(), "order_id": order.id.to_string(), "amount": 10.5, "status": "pending"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(charged.status(), 201);
+    leave_as_crashed(&app, &order).await;
+    assert_eq!(recover(&app).await.settled, 1);
+    assert_eq!(order_json(&app, &order).await["status"], "completed");
+    let payments = app.payments().await;
+    assert_eq!(
+        payments.payments.len(),
+        1,
+        "the same payment, not a second one"
+    );
+    assert_eq!(payments.payments[0].status, "completed");
+    app.stop().await;
+}
+
+async fn crash_after_shipment_created_finds_it_instead_of_posting_again(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let mut order = new_order(1);
+    let reservation = reserve_in_sandbox(&app, &order).await;
+    order.reserved(reservation);
+    order.paid("completed".into());
+    let created = app
+        .client
+        .post(format!("{}/shipments", app.sandbox().shipping_url))
+        .json(
+            &json!({"id": order.shipment_id.as_str(), "order_id": order.id.to_string(),
+                      "address": {"line1": "x", "city": "y", "country": "IN", "postalCode": "1"},
+                      "items": [], "status": "created"}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    leave_as_crashed(&app, &order).await;
+    assert_eq!(recover(&app).await.settled, 1);
+    assert_eq!(order_json(&app, &order).await["status"], "completed");
+    let shipments = app.shipments().await;
+    assert_eq!(
+        shipments.calls["POST /shipments"], 1,
+        "looked up, not posted again"
+    );
+    assert_eq!(shipments.calls["GET /shipments/{id}"], 1);
+    assert_eq!(shipments.shipments.len(), 1);
+    app.stop().await;
+}
+
+async fn past_the_deadline_a_crashed_order_is_compensated(backend: Backend) {
+    let app = TestApp::spawn_with(
+        backend,
+        Options {
+            order_deadline: Duration::from_secs(1),
+            ..Options::default()
+        },
+    )
+    .await;
+    let mut order = new_order(1);
+    let reservation = reserve_in_sandbox(&app, &order).await;
+    order.reserved(reservation);
+    order.created_at = when::now() - chrono::Duration::seconds(5);
+    leave_as_crashed(&app, &order).await;
+    assert_eq!(recover(&app).await.settled, 1);
+    let body = order_json(&app, &order).await;
+    assert_eq!(body["status"], "cancelled");
+    assert_eq!(body["failure"]["step"], "payment");
+    let inventory = app.inventory().await;
+    assert_eq!(
+        inventory.reservations[0].status,
+        ReservationStatus::Released
+    );
+    assert_eq!(inventory.stock["SKU-001"], 100);
+    let payments = app.payments().await;
+    assert_eq!(
+        payments.calls["POST /payments"], 0,
+        "no charge past the deadline"
+    );
+    assert_eq!(
+        payments.calls["POST /payments/{id}/refund"], 1,
+        "a charge the dead process may have made is refunded"
+    );
+    app.stop().await;
+}
+
+async fn a_live_lease_is_not_taken(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let order = new_order(1);
+    let alive = Lease {
+        owner: "process-still-running".to_owned(),
+        ttl: Duration::from_secs(60),
+    };
+    let event = NewEvent {
+        at: when::now(),
+        step: "create",
+        outcome: "pending",
+        attempt: None,
+        upstream_status: None,
+        duration_ms: None,
+        detail: None,
+    };
+    app.state
+        .saga
+        .store()
+        .insert_order(&order, None, &event, &alive)
+        .await
+        .unwrap();
+    assert_eq!(recover(&app).await.claimed, 0);
+    assert_eq!(order_json(&app, &order).await["status"], "pending");
+    app.stop().await;
+}
+
+async fn failed_compensation_is_retried_by_a_later_pass(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.fault("payment", json!({"declineRate": 1.0})).await;
+    app.fault(
+        "inventory",
+        json!({"endpoint": "POST /reservations/{id}/release", "errorRate": 1.0, "errorStatus": 503}),
+    )
+    .await;
+    let (status, body) = json_of(app.post_order(&order_body(1), Some("comp-1")).await).await;
+    assert_eq!(status, 402);
+    assert_eq!(body["status"], "cancelled");
+    assert_eq!(body["compensations"][0]["state"], "failed");
+    assert!(
+        body["detail"].as_str().unwrap().contains("will be retried"),
+        "{body}"
+    );
+    assert_eq!(
+        app.inventory().await.stock["SKU-001"],
+        99,
+        "not released yet"
+    );
+
+    // The service comes back; the next pass (once the rest is over) releases the stock.
+    app.client
+        .delete(format!("{}/_sandbox/faults", app.sandbox().inventory_url))
+        .send()
+        .await
+        .unwrap();
+    let store = app.state.saga.store();
+    assert_eq!(
+        recover(&app).await.claimed,
+        0,
+        "resting after the failed run"
+    );
+    store
+        .release_leases(&app.state.saga.lease().owner, when::now())
+        .await
+        .unwrap();
+    assert_eq!(recover(&app).await.settled, 1);
+    let id = body["id"].as_str().unwrap();
+    let (_, now) = app.get_json(&format!("/orders/{id}")).await;
+    assert_eq!(now["compensations"][0]["state"], "done");
+    assert_eq!(now["compensations"][0]["attempts"], 4);
+    assert_eq!(app.inventory().await.stock["SKU-001"], 100);
+    // The client's answer stays the first one.
+    let replay = app.post_order(&order_body(1), Some("comp-1")).await;
+    assert_eq!(json_of(replay).await.1, body);
+    app.stop().await;
+}
+
+async fn compensation_failing_too_often_needs_attention_then_operator_retry(backend: Backend) {
+    let app = TestApp::spawn_with(
+        backend,
+        Options {
+            compensation_max_attempts: 3,
+            ..Options::default()
+        },
+    )
+    .await;
+    app.fault("payment", json!({"declineRate": 1.0})).await;
+    app.fault(
+        "inventory",
+        json!({"endpoint": "POST /reservations/{id}/release", "errorRate": 1.0, "errorStatus": 500}),
+    )
+    .await;
+    let (status, body) = json_of(app.post_order(&order_body(1), None).await).await;
+    assert_eq!(status, 402);
+    assert_eq!(body["status"], "needs_attention", "{body}");
+    let id = body["id"].as_str().unwrap().to_owned();
+    assert_eq!(recover(&app).await.claimed, 0, "automatic work ended");
+    let (_, listed) = app.get_json("/orders?status=needs_attention").await;
+    assert_eq!(listed["orders"][0]["id"], id.as_str());
+
+    app.client
+        .delete(format!("{}/_sandbox/faults", app.sandbox().inventory_url))
+        .send()
+        .await
+        .unwrap();
+    let retried = app
+        .client
+        .post(format!("{}/orders/{id}/retry", app.address))
+        .send()
+        .await
+        .unwrap();
+    let (status, after) = json_of(retried).await;
+    assert_eq!(status, 200, "{after}");
+    assert_eq!(after["status"], "cancelled");
+    assert_eq!(after["compensations"][0]["state"], "done");
+    assert_eq!(app.inventory().await.stock["SKU-001"], 100);
+    let steps = steps(&app, &id).await;
+    assert!(has(&steps, "compensate", "needs_attention"), "{steps:?}");
+    assert!(has(&steps, "operator", "retry"), "{steps:?}");
+    let again = app
+        .client
+        .post(format!("{}/orders/{id}/retry", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 409, "nothing left to retry");
+    let missing = app
+        .client
+        .post(format!(
+            "{}/orders/{}/retry",
+            app.address,
+            uuid::Uuid::now_v7()
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+    app.stop().await;
+}
+
+async fn unknown_reservation_is_resolved_by_an_operator(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.fault(
+        "inventory",
+        json!({"endpoint": "POST /reserve", "dropResponseRate": 1.0}),
+    )
+    .await;
+    let (_, body) = json_of(app.post_order(&order_body(1), None).await).await;
+    assert_eq!(body["status"], "needs_attention");
+    let id = body["id"].as_str().unwrap().to_owned();
+    let url = |action: &str| format!("{}/orders/{id}/{action}", app.address);
+
+    let retry = app.client.post(url("retry")).send().await.unwrap();
+    let (status, answer) = json_of(retry).await;
+    assert_eq!(status, 409);
+    assert!(
+        answer["detail"].as_str().unwrap().contains("unknown"),
+        "{answer}"
+    );
+
+    let bad = app
+        .client
+        .post(url("resolve"))
+        .json(&json!({"note": "  "}))
+        .send()
+        .await
+        .unwrap();
+    let (status, answer) = json_of(bad).await;
+    assert_eq!(status, 422);
+    assert_eq!(answer["detail"][0]["loc"], json!(["body", "note"]));
+    let missing = app
+        .client
+        .post(url("resolve"))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 422);
+
+    let note = "released reservation by hand in the inventory console";
+    let resolved = app
+        .client
+        .post(url("resolve"))
+        .json(&json!({"note": note}))
+        .send()
+        .await
+        .unwrap();
+    let (status, after) = json_of(resolved).await;
+    assert_eq!(status, 200, "{after}");
+    assert_eq!(after["status"], "cancelled");
+    let steps = steps(&app, &id).await;
+    assert!(has(&steps, "operator", "resolved"));
+    let (_, timeline) = app.get_json(&format!("/orders/{id}/events")).await;
+    assert!(timeline.to_string().contains(note));
+    let twice = app
+        .client
+        .post(url("resolve"))
+        .json(&json!({"note": "again"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(twice.status(), 409);
+    app.stop().await;
+}
+
+async fn slow_saga_answers_202_and_a_replay_returns_the_final_answer(backend: Backend) {
+    let app = TestApp::spawn_with(
+        backend,
+        Options {
+            order_wait: Duration::from_millis(300),
+            ..Options::default()
+        },
+    )
+    .await;
+    app.fault(
+        "shipping",
+        json!({"endpoint": "POST /shipments", "latencyMs": 1200}),
+    )
+    .await;
+    let first = app.post_order(&order_body(1), Some("slow-202")).await;
+    assert_eq!(first.status(), 202);
+    let location = first.headers()["location"].to_str().unwrap().to_owned();
+    let (_, pending) = json_of(first).await;
+    assert_eq!(pending["status"], "pending");
+    assert_eq!(
+        location,
+        format!("/orders/{}", pending["id"].as_str().unwrap())
+    );
+
+    let meanwhile = app.post_order(&order_body(1), Some("slow-202")).await;
+    assert_eq!(meanwhile.status(), 409, "still running");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let replay = app.post_order(&order_body(1), Some("slow-202")).await;
+    assert_eq!(replay.status(), 201);
+    assert_eq!(replay.headers()["idempotent-replayed"], "true");
+    let (_, done) = json_of(replay).await;
+    assert_eq!(done["status"], "completed");
+    assert_eq!(done["id"], pending["id"]);
+    assert_eq!(app.payments().await.payments.len(), 1);
+    app.stop().await;
+}
+
+async fn open_breaker_refuses_new_orders_before_any_side_effect(backend: Backend) {
+    let app = TestApp::spawn_with(
+        backend,
+        Options {
+            breaker: order_service::downstream::BreakerSettings {
+                failure_threshold: 2,
+                cooldown: Duration::from_millis(800),
+            },
+            ..Options::default()
+        },
+    )
+    .await;
+    app.fault(
+        "payment",
+        json!({"endpoint": "POST /payments", "errorRate": 1.0, "errorStatus": 503}),
+    )
+    .await;
+    let (status, first) = json_of(app.post_order(&order_body(1), None).await).await;
+    assert_eq!(status, 502, "the failure that opened the breaker: {first}");
+    assert_eq!(
+        app.payments().await.calls["POST /payments"],
+        2,
+        "the breaker cut the retries"
+    );
+
+    let refused = app.post_order(&order_body(1), Some("during-open")).await;
+    assert_eq!(refused.status(), 503);
+    assert!(refused.headers().get("retry-after").is_some());
+    let (_, refused) = json_of(refused).await;
+    assert!(
+        refused["detail"].as_str().unwrap().contains("payment"),
+        "{refused}"
+    );
+    let (_, listed) = app.get_json("/orders").await;
+    assert_eq!(
+        listed["orders"].as_array().unwrap().len(),
+        1,
+        "no order was created"
+    );
+    assert_eq!(
+        app.inventory().await.calls["POST /reserve"],
+        1,
+        "nothing reserved"
+    );
+
+    app.client
+        .delete(format!("{}/_sandbox/faults", app.sandbox().payment_url))
+        .send()
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    let (status, probe) = json_of(app.post_order(&order_body(1), Some("during-open")).await).await;
+    assert_eq!(status, 201, "half-open probe succeeds and closes: {probe}");
+    assert_eq!(app.post_order(&order_body(1), None).await.status(), 201);
+    let metrics = app
+        .client
+        .get(format!("{}/metrics", app.address))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(r#"circuit_breaker_state{service="payment"} 0"#),
+        "{metrics}"
+    );
+    app.stop().await;
+}
+
+async fn sigterm_lets_in_flight_sagas_finish(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.fault(
+        "shipping",
+        json!({"endpoint": "POST /shipments", "latencyMs": 700}),
+    )
+    .await;
+    let in_flight = {
+        let client = app.client.clone();
+        let url = format!("{}/orders", app.address);
+        tokio::spawn(async move {
+            client
+                .post(url)
+                .json(&order_body(1))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let readiness = app.state.readiness.clone();
+    let started = std::time::Instant::now();
+    let sandbox_urls = app.sandbox().shipping_url.clone();
+    app.stop().await;
+    assert!(readiness.is_draining(), "unready once shutdown began");
+    assert_eq!(in_flight.await.unwrap(), 201, "the saga in flight finished");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "within the grace period"
+    );
+    drop(sandbox_urls);
+}
+
+mod replicas {
+    use super::*;
+
+    /// A second service process on the same PostgreSQL schema as `first`.
+    async fn second_replica(first: &TestApp, base: &str, options: Options) -> TestApp {
+        TestApp::spawn_with(
+            Backend::Postgres(base.to_owned()),
+            Options {
+                database_url: Some(first.database_url.clone()),
+                inventory_url: Some(first.sandbox().inventory_url.clone()),
+                payment_url: Some(first.sandbox().payment_url.clone()),
+                shipping_url: Some(first.sandbox().shipping_url.clone()),
+                ..options
+            },
+        )
+        .await
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn two_replicas_racing_on_one_key_make_one_order() {
+        let Some(Backend::Postgres(base)) = Backend::postgres_or_skip("two_replicas_racing") else {
+            return;
+        };
+        let a = TestApp::spawn(Backend::Postgres(base.clone())).await;
+        let b = second_replica(&a, &base, Options::default()).await;
+        let tasks: Vec<_> = (0..40)
+            .map(|i| {
+                let client = a.client.clone();
+                let url = format!(
+                    "{}/orders",
+                    if i % 2 == 0 { &a.address } else { &b.address }
+                );
+                tokio::spawn(async move {
+                    let r = client
+                        .post(url)
+                        .header("Idempotency-Key", "shared-key")
+                        .json(&order_body(1))
+                        .send()
+                        .await
+                        .unwrap();
+                    let status = r.status().as_u16();
+                    (status, r.json::<Value>().await.unwrap())
+                })
+            })
+            .collect();
+        let mut ids = std::collections::HashSet::new();
+        for t in tasks {
+            let (status, body) = t.await.unwrap();
+            assert!(status == 201 || status == 409, "{status} {body}");
+            if status == 201 {
+                ids.insert(body["id"].as_str().unwrap().to_owned());
+            }
+        }
+        assert_eq!(ids.len(), 1);
+        assert_eq!(a.payments().await.payments.len(), 1);
+        assert_eq!(a.inventory().await.reservations.len(), 1);
+        b.stop().await;
+        a.stop().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn replicas_recover_each_crashed_saga_once() {
+        let Some(Backend::Postgres(base)) = Backend::postgres_or_skip("replicas_recover") else {
+            return;
+        };
+        let a = TestApp::spawn(Backend::Postgres(base.clone())).await;
+        let b = second_replica(&a, &base, Options::default()).await;
+        let mut orders = Vec::new();
+        for _ in 0..12 {
+            let mut order = new_order(1);
+            let reservation = reserve_in_sandbox(&a, &order).await;
+            order.reserved(reservation);
+            leave_as_crashed(&a, &order).await;
+            orders.push(order);
+        }
+        let (ra, rb) = tokio::join!(recover(&a), recover(&b));
+        assert_eq!(ra.claimed + rb.claimed, 12, "{ra:?} {rb:?}");
+        for order in &orders {
+            assert_eq!(order_json(&a, order).await["status"], "completed");
+        }
+        let payments = a.payments().await;
+        assert_eq!(payments.payments.len(), 12);
+        assert_eq!(
+            payments.calls["POST /payments"], 12,
+            "each saga driven once"
+        );
+        b.stop().await;
+        a.stop().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn saga_left_at_shutdown_is_taken_over_by_another_replica() {
+        let Some(Backend::Postgres(base)) = Backend::postgres_or_skip("taken_over") else {
+            return;
+        };
+        let a = TestApp::spawn(Backend::Postgres(base.clone())).await;
+        let b = second_replica(&a, &base, Options::default()).await;
+        // A saga slower than the grace period (5 s in tests).
+        a.fault(
+            "shipping",
+            json!({"endpoint": "POST /shipments", "latencyMs": 6500}),
+        )
+        .await;
+        let client = a.client.clone();
+        let url = format!("{}/orders", a.address);
+        let first = tokio::spawn(async move { client.post(url).json(&order_body(1)).send().await });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let (_, listed) = b.get_json("/orders").await;
+        let id = listed["orders"][0]["id"].as_str().unwrap().to_owned();
+        let sandbox_state = a.state.clone();
+        // Stop `a` (its sandbox stays up for `b`).
+        let a_sandbox = {
+            let mut a = a;
+            let sandbox = a.sandbox.take();
+            a.stop().await;
+            sandbox
+        };
+        let _ = first.await;
+        drop(sandbox_state);
+        // The released lease lets `b` take the saga over at once.
+        let report = recover(&b).await;
+        assert_eq!(report.claimed, 1, "{report:?}");
+        let (_, order) = b.get_json(&format!("/orders/{id}")).await;
+        assert_eq!(order["status"], "completed", "{order}");
+        let steps = steps(&b, &id).await;
+        assert!(has(&steps, "recovery", "claimed"), "{steps:?}");
+        b.stop().await;
+        if let Some(sandbox) = a_sandbox {
+            sandbox.shutdown().await;
+        }
+    }
+}
