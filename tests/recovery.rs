@@ -728,8 +728,12 @@ mod replicas {
         let Some(Backend::Postgres(base)) = Backend::postgres_or_skip("taken_over") else {
             return;
         };
-        let a = TestApp::spawn(Backend::Postgres(base.clone())).await;
-        let b = second_replica(&a, &base, Options::default()).await;
+        let patient = || Options {
+            timeout: Duration::from_secs(10),
+            ..Options::default()
+        };
+        let a = TestApp::spawn_with(Backend::Postgres(base.clone()), patient()).await;
+        let b = second_replica(&a, &base, patient()).await;
         // A saga slower than the grace period (5 s in tests).
         a.fault(
             "shipping",
@@ -742,19 +746,23 @@ mod replicas {
         tokio::time::sleep(Duration::from_millis(300)).await;
         let (_, listed) = b.get_json("/orders").await;
         let id = listed["orders"][0]["id"].as_str().unwrap().to_owned();
-        let sandbox_state = a.state.clone();
-        // Stop `a` (its sandbox stays up for `b`).
+        // Stop `a` (its sandbox stays up for `b`). A real process would be gone now; in this
+        // test its saga task lingers in the runtime, and finds its lease taken.
         let a_sandbox = {
             let mut a = a;
             let sandbox = a.sandbox.take();
             a.stop().await;
             sandbox
         };
-        let _ = first.await;
-        drop(sandbox_state);
+        b.client
+            .delete(format!("{}/_sandbox/faults", b.sandbox_urls().2))
+            .send()
+            .await
+            .unwrap();
         // The released lease lets `b` take the saga over at once.
         let report = recover(&b).await;
         assert_eq!(report.claimed, 1, "{report:?}");
+        let _ = first.await;
         let (_, order) = b.get_json(&format!("/orders/{id}")).await;
         assert_eq!(order["status"], "completed", "{order}");
         let steps = steps(&b, &id).await;

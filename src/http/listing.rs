@@ -91,6 +91,8 @@ fn parse_query(raw: Option<&str>) -> Result<ListQuery, Vec<FieldError>> {
                     "Input should be a valid integer",
                 )),
             },
+            // An empty cursor (e.g. from a URL template) means the first page.
+            "cursor" if value.is_empty() => {}
             "cursor" => match decode_cursor(&value) {
                 Some(position) => query.filter.before = Some(position),
                 None => errors.push(query_error(
@@ -132,7 +134,7 @@ fn decode_cursor(cursor: &str) -> Option<(Timestamp, OrderId)> {
         ("createdAfter" = Option<String>, Query, format = DateTime, description = "Created at or after (RFC 3339)"),
         ("createdBefore" = Option<String>, Query, format = DateTime, description = "Created before (RFC 3339)"),
         ("limit" = Option<u32>, Query, minimum = 1, maximum = 100, description = "Page size, default 20"),
-        ("cursor" = Option<String>, Query, description = "`nextCursor` of the previous page"),
+        ("cursor" = Option<String>, Query, description = "`nextCursor` of the previous page; any other value is refused with 422"),
     ),
     responses(
         (status = 200, description = "A page of orders, newest first", body = super::schema::OrderPage),

@@ -27,8 +27,8 @@ use crate::telemetry::metrics;
     tag = "orders",
     request_body(content = super::schema::OrderRequest, content_type = "application/json"),
     params(
-        ("Idempotency-Key" = Option<String>, Header, description = "Makes the request safe to repeat: a repeat gets the first answer (1-255 printable ASCII characters)"),
-        ("X-Idempotency-Key" = Option<String>, Header, description = "The old service's name for Idempotency-Key"),
+        ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = "^[\\x20-\\x7E]+$", description = "Makes the request safe to repeat: a repeat gets the first answer (1-255 printable ASCII characters)"),
+        ("X-Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = "^[\\x20-\\x7E]+$", description = "The old service's name for Idempotency-Key; if both are sent they must be equal"),
         ("X-Request-Id" = Option<String>, Header, description = "Correlation id, returned and passed downstream; generated when absent"),
     ),
     responses(

@@ -137,8 +137,9 @@ pub struct OrderPage {
     next_cursor: Option<String>,
 }
 
-/// An error: `{"detail": "<text>"}`.
+/// An error: `{"detail": "<text>"}` and nothing else.
 #[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ErrorBody {
     detail: String,
 }

@@ -126,6 +126,9 @@ pub struct TestApp {
     pub sandbox: Option<RunningSandbox>,
     pub database_url: String,
     pub state: order_service::http::AppState,
+    inventory_url: String,
+    payment_url: String,
+    shipping_url: String,
     stop: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
     _dir: tempfile::TempDir,
@@ -152,19 +155,22 @@ impl TestApp {
                 .await
                 .expect("sandbox ports"),
         );
+        let inventory_url = options
+            .inventory_url
+            .unwrap_or_else(|| sandbox.inventory_url.clone());
+        let payment_url = options
+            .payment_url
+            .unwrap_or_else(|| sandbox.payment_url.clone());
+        let shipping_url = options
+            .shipping_url
+            .unwrap_or_else(|| sandbox.shipping_url.clone());
         let config = Config {
             database_url: parse_db(&database_url),
             database_max_connections: 8,
             downstream: DownstreamSettings {
-                inventory_url: options
-                    .inventory_url
-                    .unwrap_or_else(|| sandbox.inventory_url.clone()),
-                payment_url: options
-                    .payment_url
-                    .unwrap_or_else(|| sandbox.payment_url.clone()),
-                shipping_url: options
-                    .shipping_url
-                    .unwrap_or_else(|| sandbox.shipping_url.clone()),
+                inventory_url: inventory_url.clone(),
+                payment_url: payment_url.clone(),
+                shipping_url: shipping_url.clone(),
                 timeout: options.timeout,
                 breaker: options.breaker,
             },
@@ -195,10 +201,22 @@ impl TestApp {
             sandbox: Some(sandbox),
             database_url,
             state,
+            inventory_url,
+            payment_url,
+            shipping_url,
             stop: Some(stop),
             server: Some(server),
             _dir: dir,
         }
+    }
+
+    /// The inventory, payment and shipping URLs this service talks to.
+    pub fn sandbox_urls(&self) -> (String, String, String) {
+        (
+            self.inventory_url.clone(),
+            self.payment_url.clone(),
+            self.shipping_url.clone(),
+        )
     }
 
     pub fn sandbox(&self) -> &RunningSandbox {
