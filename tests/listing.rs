@@ -147,24 +147,6 @@ async fn bad_parameters_are_422_naming_them(backend: Backend) {
     app.stop().await;
 }
 
-async fn timeline(app: &TestApp, id: &str) -> Vec<(String, String)> {
-    let (status, body) = app.get_json(&format!("/orders/{id}/events")).await;
-    assert_eq!(status, 200, "{body}");
-    assert_eq!(body["orderId"], id);
-    body["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| {
-            assert!(e["at"].is_string());
-            (
-                e["step"].as_str().unwrap().to_owned(),
-                e["outcome"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect()
-}
-
 fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
     list.iter()
         .map(|(a, b)| (a.to_string(), b.to_string()))
@@ -175,7 +157,7 @@ async fn timeline_of_a_success(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let (_, order) = json_of(app.post_order(&order_body(1), None).await).await;
     assert_eq!(
-        timeline(&app, order["id"].as_str().unwrap()).await,
+        common::timeline_steps(&app, order["id"].as_str().unwrap()).await,
         pairs(&[
             ("create", "pending"),
             ("reserve", "reserved"),
@@ -193,7 +175,7 @@ async fn timeline_of_a_compensated_failure(backend: Backend) {
     let (_, order) = json_of(app.post_order(&order_body(1), None).await).await;
     let id = order["id"].as_str().unwrap();
     assert_eq!(
-        timeline(&app, id).await,
+        common::timeline_steps(&app, id).await,
         pairs(&[
             ("create", "pending"),
             ("reserve", "reserved"),

@@ -11,10 +11,9 @@ use std::time::Duration;
 use common::{Backend, Options, TestApp, json_of, order_body};
 use order_service::domain::ids::ReservationId;
 use order_service::domain::order::Order;
-use order_service::domain::validation::parse_new_order;
 use order_service::domain::when;
 use order_service::saga::recovery::Recovery;
-use order_service::store::{Lease, NewEvent};
+use order_service::store::Lease;
 use platform_sandbox::ledger::ReservationStatus;
 use serde_json::{Value, json};
 
@@ -34,22 +33,9 @@ on_both_databases!(
     sigterm_lets_in_flight_sagas_finish,
 );
 
-fn new_order(qty: u32) -> Order {
-    let body = serde_json::to_vec(&order_body(qty)).unwrap();
-    Order::create(parse_new_order(&body).unwrap())
-}
-
 /// Stores `order` as a process that died right after saving it would have left it.
 async fn leave_as_crashed(app: &TestApp, order: &Order) {
-    let event = NewEvent {
-        at: when::now(),
-        step: "create",
-        outcome: "pending",
-        attempt: None,
-        upstream_status: None,
-        duration_ms: None,
-        detail: None,
-    };
+    let event = common::created_event();
     let dead = Lease {
         owner: "process-that-died".to_owned(),
         ttl: Duration::ZERO,
@@ -95,28 +81,13 @@ async fn order_json(app: &TestApp, order: &Order) -> Value {
     body
 }
 
-async fn steps(app: &TestApp, id: &str) -> Vec<(String, String)> {
-    let (_, body) = app.get_json(&format!("/orders/{id}/events")).await;
-    body["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| {
-            (
-                e["step"].as_str().unwrap().to_owned(),
-                e["outcome"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect()
-}
-
 fn has(steps: &[(String, String)], step: &str, outcome: &str) -> bool {
     steps.iter().any(|(s, o)| s == step && o == outcome)
 }
 
 async fn crash_after_reserve_is_finished_by_recovery(backend: Backend) {
     let app = TestApp::spawn(backend).await;
-    let mut order = new_order(2);
+    let mut order = common::new_order(2);
     let reservation = reserve_in_sandbox(&app, &order).await;
     order.reserved(reservation);
     leave_as_crashed(&app, &order).await;
@@ -134,7 +105,7 @@ async fn crash_after_reserve_is_finished_by_recovery(backend: Backend) {
     assert_eq!(inventory.stock["SKU-001"], 98);
     assert_eq!(app.payments().await.payments.len(), 1);
     assert_eq!(app.shipments().await.shipments.len(), 1);
-    let steps = steps(&app, &order.id.to_string()).await;
+    let steps = common::timeline_steps(&app, &order.id.to_string()).await;
     assert!(has(&steps, "recovery", "claimed"), "{steps:?}");
     assert!(has(&steps, "payment", "paid"));
     assert_eq!(
@@ -147,7 +118,7 @@ async fn crash_after_reserve_is_finished_by_recovery(backend: Backend) {
 
 async fn crash_during_reserve_needs_attention(backend: Backend) {
     let app = TestApp::spawn(backend).await;
-    let order = new_order(1);
+    let order = common::new_order(1);
     leave_as_crashed(&app, &order).await;
     assert_eq!(recover(&app).await.claimed, 1);
     let body = order_json(&app, &order).await;
@@ -185,7 +156,7 @@ async fn crash_during_reserve_is_retried_where_reserves_replay(backend: Backend)
         json!({"endpoint": "POST /reserve", "honorIdempotencyKey": true}),
     )
     .await;
-    let order = new_order(1);
+    let order = common::new_order(1);
     leave_as_crashed(&app, &order).await;
     assert_eq!(recover(&app).await.settled, 1);
     assert_eq!(order_json(&app, &order).await["status"], "completed");
@@ -195,7 +166,7 @@ async fn crash_during_reserve_is_retried_where_reserves_replay(backend: Backend)
 
 async fn crash_after_payment_taken_repeats_the_same_payment(backend: Backend) {
     let app = TestApp::spawn(backend).await;
-    let mut order = new_order(1);
+    let mut order = common::new_order(1);
     let reservation = reserve_in_sandbox(&app, &order).await;
     order.reserved(reservation);
     // The dead process's payment went through; its answer was lost with the process.
@@ -222,7 +193,7 @@ async fn crash_after_payment_taken_repeats_the_same_payment(backend: Backend) {
 
 async fn crash_after_shipment_created_finds_it_instead_of_posting_again(backend: Backend) {
     let app = TestApp::spawn(backend).await;
-    let mut order = new_order(1);
+    let mut order = common::new_order(1);
     let reservation = reserve_in_sandbox(&app, &order).await;
     order.reserved(reservation);
     order.paid("completed".into());
@@ -260,7 +231,7 @@ async fn past_the_deadline_a_crashed_order_is_compensated(backend: Backend) {
         },
     )
     .await;
-    let mut order = new_order(1);
+    let mut order = common::new_order(1);
     let reservation = reserve_in_sandbox(&app, &order).await;
     order.reserved(reservation);
     order.created_at = when::now() - chrono::Duration::seconds(5);
@@ -289,20 +260,12 @@ async fn past_the_deadline_a_crashed_order_is_compensated(backend: Backend) {
 
 async fn a_live_lease_is_not_taken(backend: Backend) {
     let app = TestApp::spawn(backend).await;
-    let order = new_order(1);
+    let order = common::new_order(1);
     let alive = Lease {
         owner: "process-still-running".to_owned(),
         ttl: Duration::from_secs(60),
     };
-    let event = NewEvent {
-        at: when::now(),
-        step: "create",
-        outcome: "pending",
-        attempt: None,
-        upstream_status: None,
-        duration_ms: None,
-        detail: None,
-    };
+    let event = common::created_event();
     app.state
         .saga
         .store()
@@ -403,7 +366,7 @@ async fn compensation_failing_too_often_needs_attention_then_operator_retry(back
     assert_eq!(after["status"], "cancelled");
     assert_eq!(after["compensations"][0]["state"], "done");
     assert_eq!(app.inventory().await.stock["SKU-001"], 100);
-    let steps = steps(&app, &id).await;
+    let steps = common::timeline_steps(&app, &id).await;
     assert!(has(&steps, "compensate", "needs_attention"), "{steps:?}");
     assert!(has(&steps, "operator", "retry"), "{steps:?}");
     let again = app
@@ -477,7 +440,7 @@ async fn unknown_reservation_is_resolved_by_an_operator(backend: Backend) {
     let (status, after) = json_of(resolved).await;
     assert_eq!(status, 200, "{after}");
     assert_eq!(after["status"], "cancelled");
-    let steps = steps(&app, &id).await;
+    let steps = common::timeline_steps(&app, &id).await;
     assert!(has(&steps, "operator", "resolved"));
     let (_, timeline) = app.get_json(&format!("/orders/{id}/events")).await;
     assert!(timeline.to_string().contains(note));
@@ -702,7 +665,7 @@ mod replicas {
         let b = second_replica(&a, &base, Options::default()).await;
         let mut orders = Vec::new();
         for _ in 0..12 {
-            let mut order = new_order(1);
+            let mut order = common::new_order(1);
             let reservation = reserve_in_sandbox(&a, &order).await;
             order.reserved(reservation);
             leave_as_crashed(&a, &order).await;
@@ -765,7 +728,7 @@ mod replicas {
         let _ = first.await;
         let (_, order) = b.get_json(&format!("/orders/{id}")).await;
         assert_eq!(order["status"], "completed", "{order}");
-        let steps = steps(&b, &id).await;
+        let steps = common::timeline_steps(&b, &id).await;
         assert!(has(&steps, "recovery", "claimed"), "{steps:?}");
         b.stop().await;
         if let Some(sandbox) = a_sandbox {

@@ -9,9 +9,8 @@ use std::time::Duration;
 use common::Backend;
 use order_service::domain::idempotency::{Fingerprint, IdempotencyKey};
 use order_service::domain::order::Order;
-use order_service::domain::validation::parse_new_order;
 use order_service::domain::when;
-use order_service::store::{Lease, NewEvent, NewKey, Store, StoreError, StoreSettings};
+use order_service::store::{Lease, NewKey, Store, StoreError, StoreSettings};
 
 on_both_databases!(
     expired_keys_are_purged_and_live_ones_kept,
@@ -33,23 +32,6 @@ async fn open(backend: &Backend, dir: &tempfile::TempDir) -> Store {
     .unwrap()
 }
 
-fn new_order() -> Order {
-    let body = serde_json::to_vec(&common::order_body(3)).unwrap();
-    Order::create(parse_new_order(&body).unwrap())
-}
-
-fn created() -> NewEvent {
-    NewEvent {
-        at: when::now(),
-        step: "create",
-        outcome: "pending",
-        attempt: None,
-        upstream_status: None,
-        duration_ms: None,
-        detail: None,
-    }
-}
-
 fn lease(owner: &str) -> Lease {
     Lease {
         owner: owner.to_owned(),
@@ -58,7 +40,7 @@ fn lease(owner: &str) -> Lease {
 }
 
 async fn insert_with_key(store: &Store, key: &str, expires_in: chrono::Duration) -> Order {
-    let order = new_order();
+    let order = common::new_order(3);
     let key = IdempotencyKey::parse(key).unwrap();
     let fingerprint = Fingerprint::from_stored("f".repeat(64));
     store
@@ -69,7 +51,7 @@ async fn insert_with_key(store: &Store, key: &str, expires_in: chrono::Duration)
                 fingerprint: &fingerprint,
                 expires_at: when::now() + expires_in,
             }),
-            &created(),
+            &common::created_event(),
             &lease("a"),
         )
         .await
@@ -108,7 +90,7 @@ async fn a_key_cannot_be_taken_twice(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&backend, &dir).await;
     insert_with_key(&store, "k", chrono::Duration::hours(1)).await;
-    let second = new_order();
+    let second = common::new_order(3);
     let key = IdempotencyKey::parse("k").unwrap();
     let fingerprint = Fingerprint::from_stored("0".repeat(64));
     let result = store
@@ -119,7 +101,7 @@ async fn a_key_cannot_be_taken_twice(backend: Backend) {
                 fingerprint: &fingerprint,
                 expires_at: when::now(),
             }),
-            &created(),
+            &common::created_event(),
             &lease("b"),
         )
         .await;
@@ -133,16 +115,16 @@ async fn a_key_cannot_be_taken_twice(backend: Backend) {
 async fn progress_is_refused_to_a_process_without_the_lease(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&backend, &dir).await;
-    let mut order = new_order();
+    let mut order = common::new_order(3);
     store
-        .insert_order(&order, None, &created(), &lease("owner-a"))
+        .insert_order(&order, None, &common::created_event(), &lease("owner-a"))
         .await
         .unwrap();
     order.progress.payment_status = Some("completed".into());
     let refused = store.save_progress(&order, &[], &lease("owner-b")).await;
     assert!(matches!(refused, Err(StoreError::LeaseLost(id)) if id == order.id));
     store
-        .save_progress(&order, &[created()], &lease("owner-a"))
+        .save_progress(&order, &[common::created_event()], &lease("owner-a"))
         .await
         .unwrap();
     assert_eq!(store.events(order.id).await.unwrap().len(), 2);
@@ -151,9 +133,9 @@ async fn progress_is_refused_to_a_process_without_the_lease(backend: Backend) {
 async fn an_order_reads_back_as_written(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&backend, &dir).await;
-    let order = new_order();
+    let order = common::new_order(3);
     store
-        .insert_order(&order, None, &created(), &lease("a"))
+        .insert_order(&order, None, &common::created_event(), &lease("a"))
         .await
         .unwrap();
     let read = store.find_order(order.id).await.unwrap().unwrap();

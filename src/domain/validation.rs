@@ -107,6 +107,24 @@ fn at(prefix: &[LocPart], part: impl Into<LocPart>) -> Vec<LocPart> {
     loc
 }
 
+/// Whether `text` has nothing but whitespace, with whitespace as JSON Schema's `\s` (the
+/// ECMAScript set) defines it, so that the published `pattern: "\\S"` and this check agree.
+pub fn is_blank(text: &str) -> bool {
+    text.chars().all(|c| {
+        matches!(
+            c,
+            '\t' | '\n' | '\u{b}' | '\u{c}' | '\r' | ' ' | '\u{a0}' | '\u{1680}' | '\u{2000}'
+                ..='\u{200a}'
+                    | '\u{2028}'
+                    | '\u{2029}'
+                    | '\u{202f}'
+                    | '\u{205f}'
+                    | '\u{3000}'
+                    | '\u{feff}'
+        )
+    })
+}
+
 /// Parses and validates an order request body.
 pub fn parse_new_order(body: &[u8]) -> Result<NewOrder, BodyError> {
     let root: &RawValue = serde_json::from_slice(body).map_err(|e| BodyError::MalformedJson {
@@ -207,7 +225,7 @@ fn required_string(
         return None;
     };
     let value = string_value(raw, max_chars, &loc, errors)?;
-    if value.trim().is_empty() {
+    if is_blank(&value) {
         errors.push(&loc, "value_error", "Value error, must not be blank");
         return None;
     }
@@ -656,6 +674,17 @@ mod tests {
             errors(&b),
             vec![("address.city".to_owned(), "string_too_long")]
         );
+    }
+
+    #[test]
+    fn blank_means_ecmascript_whitespace_only() {
+        assert!(is_blank(""));
+        assert!(is_blank(" \t\u{a0}\u{feff}\u{3000}"));
+        assert!(
+            !is_blank("\u{85}"),
+            "NEL is not \\s in JSON Schema patterns"
+        );
+        assert!(!is_blank(" a "));
     }
 
     #[test]

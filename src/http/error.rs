@@ -114,6 +114,29 @@ impl IntoResponse for ApiError {
     }
 }
 
+impl From<crate::store::StoreError> for ApiError {
+    fn from(error: crate::store::StoreError) -> Self {
+        Self::Internal(error.into())
+    }
+}
+
+impl From<crate::saga::SagaError> for ApiError {
+    fn from(error: crate::saga::SagaError) -> Self {
+        Self::Internal(error.into())
+    }
+}
+
+impl From<tokio::task::JoinError> for ApiError {
+    fn from(error: tokio::task::JoinError) -> Self {
+        Self::Internal(error.into())
+    }
+}
+
+/// An order id from a path; anything that is not one names no order (404, as before).
+pub fn order_id_of(text: &str) -> Result<crate::domain::ids::OrderId, ApiError> {
+    text.parse().map_err(|_| ApiError::OrderNotFound)
+}
+
 /// FastAPI's `422` list, each location prefixed by where the field was (`body`, `query`).
 fn validation_response(origin: &str, errors: Vec<FieldError>) -> Response {
     let list: Vec<_> = errors

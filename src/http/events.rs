@@ -6,7 +6,7 @@ use axum::extract::{Path, State};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::{ApiError, AppState};
+use super::{ApiError, AppState, order_id_of};
 use crate::domain::ids::OrderId;
 use crate::domain::when;
 use crate::store::OrderEvent;
@@ -69,13 +69,12 @@ pub async fn timeline(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<Timeline>, ApiError> {
-    let id: OrderId = id.parse().map_err(|_| ApiError::OrderNotFound)?;
+    let id = order_id_of(&id)?;
     let store = state.saga.store();
-    let internal = |e| ApiError::Internal(anyhow::Error::new(e));
-    if store.find_order(id).await.map_err(internal)?.is_none() {
+    if store.find_order(id).await?.is_none() {
         return Err(ApiError::OrderNotFound);
     }
-    let events = store.events(id).await.map_err(internal)?;
+    let events = store.events(id).await?;
     Ok(Json(Timeline {
         order_id: id,
         events: events.into_iter().map(EventView::from).collect(),

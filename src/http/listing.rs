@@ -150,8 +150,7 @@ pub async fn list(
         .saga
         .store()
         .list_orders(&query.filter, query.limit + 1)
-        .await
-        .map_err(|e| ApiError::Internal(anyhow::Error::new(e)))?;
+        .await?;
     let more = orders.len() > query.limit as usize;
     orders.truncate(query.limit as usize);
     let next = if more {

@@ -28,6 +28,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 pub use error::ApiError;
+use error::order_id_of;
 pub use ops::Readiness;
 
 use crate::saga::Saga;

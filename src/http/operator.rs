@@ -8,29 +8,23 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 
 use super::body::JsonBytes;
-use super::{ApiError, AppState, json_response, order_view};
-use crate::domain::ids::OrderId;
+use super::{ApiError, AppState, json_response, order_id_of, order_view};
 use crate::domain::order::Order;
-use crate::domain::validation::{FieldError, LocPart};
+use crate::domain::validation::{FieldError, LocPart, is_blank};
 use crate::domain::when;
 use crate::saga::Start;
 use crate::store::{NewEvent, StoreError};
 
-fn internal(error: impl Into<anyhow::Error>) -> ApiError {
-    ApiError::Internal(error.into())
-}
-
 /// Takes the order's lease for this process, or explains why not.
 async fn claim(state: &AppState, id: &str) -> Result<Order, ApiError> {
-    let id: OrderId = id.parse().map_err(|_| ApiError::OrderNotFound)?;
+    let id = order_id_of(id)?;
     let store = state.saga.store();
-    if store.find_order(id).await.map_err(internal)?.is_none() {
+    if store.find_order(id).await?.is_none() {
         return Err(ApiError::OrderNotFound);
     }
     store
         .claim_one(id, state.saga.lease(), when::now())
-        .await
-        .map_err(internal)?
+        .await?
         .ok_or_else(|| {
             ApiError::Conflict(
                 "The order's saga is being driven by a process right now; try again later"
@@ -80,17 +74,15 @@ pub async fn retry(
     let order = state
         .saga
         .spawn_drive(order, Start::Resumed, request_id, vec![event])
-        .await
-        .map_err(internal)?
-        .map_err(internal)?;
+        .await??;
     Ok(json_response(StatusCode::OK, order_view::to_json(&order)))
 }
 
 /// The body of `POST /orders/{id}/resolve`.
 #[derive(Deserialize, ToSchema)]
 pub struct ResolveRequest {
-    /// What was checked or done by hand (1 to 2,000 characters).
-    #[schema(min_length = 1, max_length = 2000)]
+    /// What was checked or done by hand (1 to 2,000 characters, not all blank).
+    #[schema(min_length = 1, max_length = 2000, pattern = "\\S")]
     pub note: String,
 }
 
@@ -131,7 +123,7 @@ pub async fn resolve(
         Err(StoreError::LeaseLost(_)) => Err(ApiError::Conflict(
             "The order's saga was taken over by another process; try again".to_owned(),
         )),
-        Err(error) => Err(internal(error)),
+        Err(error) => Err(error.into()),
     }
 }
 
@@ -153,8 +145,7 @@ fn parse_note(body: &[u8]) -> Result<String, ApiError> {
             invalid("missing", "Field required: a string `note`")
         }
     })?;
-    let chars = request.note.trim().chars().count();
-    if chars == 0 {
+    if is_blank(&request.note) {
         return Err(invalid("value_error", "Value error, must not be blank"));
     }
     if request.note.chars().count() > 2000 {

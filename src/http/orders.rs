@@ -9,9 +9,9 @@ use super::body::JsonBytes;
 use super::idempotency::key_of;
 use super::observe::record_order_id;
 use super::order_view::{self, JsonAnswer};
-use super::{ApiError, AppState, json_response};
+use super::{ApiError, AppState, json_response, order_id_of};
 use crate::domain::idempotency::{Fingerprint, IdempotencyKey, StoredResponse};
-use crate::domain::ids::OrderId;
+
 use crate::domain::order::{NewOrder, Order};
 use crate::domain::validation::{BodyError, parse_new_order};
 use crate::domain::when;
@@ -113,8 +113,7 @@ pub async fn create(
             .saga
             .store()
             .find_order(id)
-            .await
-            .map_err(internal)?
+            .await?
             .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("order {id} vanished")))?,
     };
     let response = match &order.response {
@@ -148,13 +147,12 @@ pub async fn get(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let id: OrderId = id.parse().map_err(|_| ApiError::OrderNotFound)?;
+    let id = order_id_of(&id)?;
     let order = state
         .saga
         .store()
         .find_order(id)
-        .await
-        .map_err(internal)?
+        .await?
         .ok_or(ApiError::OrderNotFound)?;
     Ok(json_response(StatusCode::OK, order_view::to_json(&order)))
 }
@@ -190,15 +188,12 @@ async fn claim_key(
             Err(InsertError::KeyTaken) => {}
             Err(InsertError::Api(e)) => return Err(e),
         }
-        let Some(record) = store.find_key(&user, key).await.map_err(internal)? else {
+        let Some(record) = store.find_key(&user, key).await? else {
             continue;
         };
         let now = when::now();
         if record.expires_at < now {
-            store
-                .delete_expired_key(&user, key, now)
-                .await
-                .map_err(internal)?;
+            store.delete_expired_key(&user, key, now).await?;
             continue;
         }
         record_order_id(&record.order_id);
@@ -255,12 +250,8 @@ async fn insert(
     {
         Ok(()) => Ok(()),
         Err(StoreError::KeyTaken) => Err(InsertError::KeyTaken),
-        Err(e) => Err(InsertError::Api(internal(e))),
+        Err(e) => Err(InsertError::Api(e.into())),
     }
-}
-
-fn internal(error: StoreError) -> ApiError {
-    ApiError::Internal(anyhow::Error::new(error))
 }
 
 fn stored(response: StoredResponse, replayed: bool) -> Response {

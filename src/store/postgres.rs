@@ -9,12 +9,12 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Postgres, QueryBuilder, Row, Transaction};
 use uuid::Uuid;
 
-use super::row::{OrderJson, OrderRow};
+use super::row::{OrderJson, OrderRow, ProgressJson, stored_response};
 use super::{
     KeyRecord, Lease, NewEvent, NewKey, OrderEvent, OrderFilter, PoolStats, StoreError,
     key_taken_or, successful_versions,
 };
-use crate::domain::idempotency::{Fingerprint, IdempotencyKey, StoredResponse};
+use crate::domain::idempotency::{Fingerprint, IdempotencyKey};
 use crate::domain::ids::{OrderId, UserId};
 use crate::domain::order::{Order, OrderStatus};
 use crate::domain::when::Timestamp;
@@ -136,7 +136,7 @@ impl PgStore {
         lease: &Lease,
     ) -> Result<(), StoreError> {
         let id = order.id.as_uuid();
-        let json = OrderJson::of(order);
+        let json = ProgressJson::of(order);
         let mut tx = self.pool.begin().await?;
         let updated = sqlx::query(
             "UPDATE orders SET status = $2, step = $3, reservation_id = $4, progress = $5::jsonb, \
@@ -187,20 +187,14 @@ impl PgStore {
         .fetch_optional(&self.pool)
         .await?;
         let Some(row) = row else { return Ok(None) };
-        let status: Option<i32> = row.try_get("response_status")?;
-        let body: Option<String> = row.try_get("response_body")?;
         Ok(Some(KeyRecord {
             fingerprint: Fingerprint::from_stored(row.try_get("fingerprint")?),
             order_id: OrderId::from(row.try_get::<Uuid, _>("order_id")?),
             expires_at: row.try_get("expires_at")?,
-            response: match (status, body) {
-                (Some(status), Some(body)) => Some(StoredResponse {
-                    status: u16::try_from(status)
-                        .map_err(|e| StoreError::Corrupt(format!("response status: {e}")))?,
-                    body,
-                }),
-                _ => None,
-            },
+            response: stored_response(
+                row.try_get("response_status")?,
+                row.try_get("response_body")?,
+            )?,
         }))
     }
 

@@ -49,6 +49,36 @@ impl OrderJson {
     }
 }
 
+/// The columns that change as the saga runs (the request itself never does).
+pub(super) struct ProgressJson {
+    pub progress: String,
+    pub failure: Option<String>,
+}
+
+impl ProgressJson {
+    pub fn of(order: &Order) -> Self {
+        Self {
+            progress: to_json(&order.progress),
+            failure: order.failure.as_ref().map(to_json),
+        }
+    }
+}
+
+/// The stored first answer of an order, from its two columns.
+pub(super) fn stored_response(
+    status: Option<i32>,
+    body: Option<String>,
+) -> Result<Option<StoredResponse>, StoreError> {
+    match (status, body) {
+        (Some(status), Some(body)) => Ok(Some(StoredResponse {
+            status: u16::try_from(status)
+                .map_err(|e| StoreError::Corrupt(format!("response status {status}: {e}")))?,
+            body,
+        })),
+        _ => Ok(None),
+    }
+}
+
 /// Serializes a stored part of an order; these types cannot fail to serialize.
 fn to_json<T: serde::Serialize>(value: &T) -> String {
     serde_json::to_string(value).expect("order parts serialize")
@@ -81,13 +111,7 @@ impl OrderRow {
                 .map(|f| serde_json::from_str(&f))
                 .transpose()
                 .map_err(|e| corrupt("failure", id, e))?,
-            response: match (self.response_status, self.response_body) {
-                (Some(status), Some(body)) => Some(StoredResponse {
-                    status: u16::try_from(status).map_err(|e| corrupt("response", id, e))?,
-                    body,
-                }),
-                _ => None,
-            },
+            response: stored_response(self.response_status, self.response_body)?,
             created_at: self.created_at,
             updated_at: self.updated_at,
         })

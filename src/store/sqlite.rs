@@ -11,12 +11,12 @@ use sqlx::sqlite::{
 };
 use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
 
-use super::row::{OrderJson, OrderRow};
+use super::row::{OrderJson, OrderRow, ProgressJson, stored_response};
 use super::{
     KeyRecord, Lease, NewEvent, NewKey, OrderEvent, OrderFilter, PoolStats, StoreError,
     key_taken_or, successful_versions,
 };
-use crate::domain::idempotency::{Fingerprint, IdempotencyKey, StoredResponse};
+use crate::domain::idempotency::{Fingerprint, IdempotencyKey};
 use crate::domain::ids::{OrderId, UserId};
 use crate::domain::order::{Order, OrderStatus};
 use crate::domain::when::{self, Timestamp};
@@ -212,7 +212,7 @@ impl SqliteStore {
         lease: &Lease,
     ) -> Result<(), StoreError> {
         let id = order.id.to_string();
-        let json = OrderJson::of(order);
+        let json = ProgressJson::of(order);
         let mut tx = self.writer.begin().await?;
         let updated = sqlx::query(
             "UPDATE orders SET status = ?2, step = ?3, reservation_id = ?4, progress = ?5, \
@@ -263,20 +263,14 @@ impl SqliteStore {
         .fetch_optional(&self.reader)
         .await?;
         let Some(row) = row else { return Ok(None) };
-        let status: Option<i32> = row.try_get("response_status")?;
-        let body: Option<String> = row.try_get("response_body")?;
         Ok(Some(KeyRecord {
             fingerprint: Fingerprint::from_stored(row.try_get("fingerprint")?),
             order_id: order_id(row.try_get("order_id")?)?,
             expires_at: time(row.try_get("expires_at")?)?,
-            response: match (status, body) {
-                (Some(status), Some(body)) => Some(StoredResponse {
-                    status: u16::try_from(status)
-                        .map_err(|e| StoreError::Corrupt(format!("response status: {e}")))?,
-                    body,
-                }),
-                _ => None,
-            },
+            response: stored_response(
+                row.try_get("response_status")?,
+                row.try_get("response_body")?,
+            )?,
         }))
     }
 

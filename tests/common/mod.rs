@@ -407,3 +407,43 @@ pub async fn json_of(response: reqwest::Response) -> (u16, Value) {
     let value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"));
     (status, value)
 }
+
+/// A validated new order of `qty` units of `SKU-001`, not stored anywhere yet.
+pub fn new_order(qty: u32) -> order_service::domain::order::Order {
+    let body = serde_json::to_vec(&order_body(qty)).expect("body");
+    order_service::domain::order::Order::create(
+        order_service::domain::validation::parse_new_order(&body).expect("valid order"),
+    )
+}
+
+/// The event an order's creation writes.
+pub fn created_event() -> order_service::store::NewEvent {
+    order_service::store::NewEvent {
+        at: order_service::domain::when::now(),
+        step: "create",
+        outcome: "pending",
+        attempt: None,
+        upstream_status: None,
+        duration_ms: None,
+        detail: None,
+    }
+}
+
+/// `(step, outcome)` of every event of an order's timeline, oldest first.
+pub async fn timeline_steps(app: &TestApp, id: &str) -> Vec<(String, String)> {
+    let (status, body) = app.get_json(&format!("/orders/{id}/events")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["orderId"], id);
+    body["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .map(|e| {
+            assert!(e["at"].is_string());
+            (
+                e["step"].as_str().expect("step").to_owned(),
+                e["outcome"].as_str().expect("outcome").to_owned(),
+            )
+        })
+        .collect()
+}
