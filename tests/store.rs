@@ -110,6 +110,13 @@ async fn a_key_cannot_be_taken_twice(backend: Backend) {
         store.find_order(second.id).await.unwrap().is_none(),
         "nothing of the refused order was written"
     );
+    // The refused write was rolled back: the next one goes through.
+    let third = common::new_order(1);
+    store
+        .insert_order(&third, None, &common::created_event(), &lease("c"))
+        .await
+        .unwrap();
+    assert!(store.find_order(third.id).await.unwrap().is_some());
 }
 
 async fn progress_is_refused_to_a_process_without_the_lease(backend: Backend) {
@@ -121,8 +128,26 @@ async fn progress_is_refused_to_a_process_without_the_lease(backend: Backend) {
         .await
         .unwrap();
     order.progress.payment_status = Some("completed".into());
-    let refused = store.save_progress(&order, &[], &lease("owner-b")).await;
+    let refused = store
+        .save_progress(&order, &[common::created_event()], &lease("owner-b"))
+        .await;
     assert!(matches!(refused, Err(StoreError::LeaseLost(id)) if id == order.id));
+    assert_eq!(
+        store.events(order.id).await.unwrap().len(),
+        1,
+        "a refused save writes no events"
+    );
+    assert_eq!(
+        store
+            .find_order(order.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .progress
+            .payment_status,
+        None,
+        "nor any state"
+    );
     store
         .save_progress(&order, &[common::created_event()], &lease("owner-a"))
         .await

@@ -9,7 +9,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
 };
-use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
+use sqlx::{QueryBuilder, Row, Sqlite};
 
 use super::row::{OrderJson, OrderRow, ProgressJson, stored_response};
 use super::{
@@ -148,6 +148,10 @@ impl SqliteStore {
         Ok(())
     }
 
+    /// One round trip to the writer: key, order and first event in one transaction.
+    ///
+    /// Scripts use anonymous `?` parameters, bound in the order the statements use them:
+    /// sqlx binds a multi-statement query's arguments statement after statement.
     pub async fn insert_order(
         &self,
         order: &Order,
@@ -157,54 +161,68 @@ impl SqliteStore {
     ) -> Result<(), StoreError> {
         let id = order.id.to_string();
         let json = OrderJson::of(order);
-        let mut tx = self.writer.begin().await?;
-        if let Some(key) = key {
-            sqlx::query(
+        let created_at = when::format(order.created_at);
+        let mut sql = String::from("BEGIN;\n");
+        let mut query_key = None;
+        if let Some(key) = &key {
+            sql.push_str(
                 "INSERT INTO idempotency_keys (user_id, idem_key, fingerprint, order_id, created_at, expires_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            )
-            .bind(order.user_id.as_str())
-            .bind(key.key.as_str())
-            .bind(key.fingerprint.as_str())
-            .bind(&id)
-            .bind(when::format(order.created_at))
-            .bind(when::format(key.expires_at))
-            .execute(&mut *tx)
-            .await
-            .map_err(key_taken_or)?;
+                 VALUES (?, ?, ?, ?, ?, ?);\n",
+            );
+            query_key = Some((
+                key.key.as_str(),
+                key.fingerprint.as_str(),
+                when::format(key.expires_at),
+            ));
         }
-        sqlx::query(
+        sql.push_str(
             "INSERT INTO orders (id, user_id, currency, address, items, total, status, step, \
              reservation_id, payment_id, shipment_id, progress, failure, response_status, \
              response_body, lease_owner, lease_expires_at, created_at, updated_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
-        )
-        .bind(&id)
-        .bind(order.user_id.as_str())
-        .bind(order.currency.code())
-        .bind(&json.address)
-        .bind(&json.items)
-        .bind(order.total.to_string())
-        .bind(order.status.as_str())
-        .bind(order.progress.step.as_str())
-        .bind(order.reservation_id().map(|r| r.as_str()))
-        .bind(order.payment_id.as_str())
-        .bind(order.shipment_id.as_str())
-        .bind(&json.progress)
-        .bind(json.failure.as_deref())
-        .bind(order.response.as_ref().map(|r| i32::from(r.status)))
-        .bind(order.response.as_ref().map(|r| r.body.as_str()))
-        .bind(&lease.owner)
-        .bind(when::format(lease.expires_at(order.updated_at)))
-        .bind(when::format(order.created_at))
-        .bind(when::format(order.updated_at))
-        .execute(&mut *tx)
-        .await?;
-        insert_events(&mut tx, &id, std::slice::from_ref(event)).await?;
-        tx.commit().await?;
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?);\n\
+             INSERT INTO order_events (order_id, at, step, outcome, attempt, upstream_status, duration_ms, detail) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?);\n\
+             COMMIT;",
+        );
+        let mut query = sqlx::query(&sql);
+        if let Some((key, fingerprint, expires_at)) = query_key {
+            query = query
+                .bind(order.user_id.as_str())
+                .bind(key)
+                .bind(fingerprint)
+                .bind(&id)
+                .bind(created_at.clone())
+                .bind(expires_at);
+        }
+        let query = query
+            .bind(&id)
+            .bind(order.user_id.as_str())
+            .bind(order.currency.code())
+            .bind(&json.address)
+            .bind(&json.items)
+            .bind(order.total.to_string())
+            .bind(order.status.as_str())
+            .bind(order.progress.step.as_str())
+            .bind(order.reservation_id().map(|r| r.as_str()))
+            .bind(order.payment_id.as_str())
+            .bind(order.shipment_id.as_str())
+            .bind(&json.progress)
+            .bind(json.failure.as_deref())
+            .bind(order.response.as_ref().map(|r| i32::from(r.status)))
+            .bind(order.response.as_ref().map(|r| r.body.as_str()))
+            .bind(&lease.owner)
+            .bind(when::format(lease.expires_at(order.updated_at)))
+            .bind(created_at)
+            .bind(when::format(order.updated_at))
+            .bind(&id);
+        self.run_script(bind_event(query, event))
+            .await
+            .map_err(key_taken_or)?;
         Ok(())
     }
 
+    /// One round trip to the writer: the new state and its events in one transaction, only
+    /// if `lease.owner` still holds the lease (the events are written only then, too).
     pub async fn save_progress(
         &self,
         order: &Order,
@@ -213,31 +231,61 @@ impl SqliteStore {
     ) -> Result<(), StoreError> {
         let id = order.id.to_string();
         let json = ProgressJson::of(order);
-        let mut tx = self.writer.begin().await?;
-        let updated = sqlx::query(
-            "UPDATE orders SET status = ?2, step = ?3, reservation_id = ?4, progress = ?5, \
-             failure = ?6, response_status = ?7, response_body = ?8, lease_expires_at = ?9, \
-             updated_at = ?10 WHERE id = ?1 AND lease_owner = ?11",
-        )
-        .bind(&id)
-        .bind(order.status.as_str())
-        .bind(order.progress.step.as_str())
-        .bind(order.reservation_id().map(|r| r.as_str()))
-        .bind(&json.progress)
-        .bind(json.failure.as_deref())
-        .bind(order.response.as_ref().map(|r| i32::from(r.status)))
-        .bind(order.response.as_ref().map(|r| r.body.as_str()))
-        .bind(when::format(lease.expires_at(order.updated_at)))
-        .bind(when::format(order.updated_at))
-        .bind(&lease.owner)
-        .execute(&mut *tx)
-        .await?;
-        if updated.rows_affected() != 1 {
+        let mut sql = String::from(
+            "BEGIN;\n\
+             UPDATE orders SET status = ?, step = ?, reservation_id = ?, progress = ?, \
+             failure = ?, response_status = ?, response_body = ?, lease_expires_at = ?, \
+             updated_at = ? WHERE id = ? AND lease_owner = ? RETURNING id;\n",
+        );
+        if !events.is_empty() {
+            // changes() is still the UPDATE's count: no lease, no events.
+            sql.push_str(
+                "INSERT INTO order_events (order_id, at, step, outcome, attempt, upstream_status, duration_ms, detail) \
+                 SELECT column1, column2, column3, column4, column5, column6, column7, column8 FROM (VALUES ",
+            );
+            sql.push_str(&vec!["(?, ?, ?, ?, ?, ?, ?, ?)"; events.len()].join(", "));
+            sql.push_str(") WHERE changes() = 1;\n");
+        }
+        sql.push_str("COMMIT;");
+        let mut query = sqlx::query(&sql)
+            .bind(order.status.as_str())
+            .bind(order.progress.step.as_str())
+            .bind(order.reservation_id().map(|r| r.as_str()))
+            .bind(&json.progress)
+            .bind(json.failure.as_deref())
+            .bind(order.response.as_ref().map(|r| i32::from(r.status)))
+            .bind(order.response.as_ref().map(|r| r.body.as_str()))
+            .bind(when::format(lease.expires_at(order.updated_at)))
+            .bind(when::format(order.updated_at))
+            .bind(&id)
+            .bind(&lease.owner);
+        for event in events {
+            query = bind_event(query.bind(&id), event);
+        }
+        let updated = self.run_script(query).await?;
+        if updated != 1 {
             return Err(StoreError::LeaseLost(order.id));
         }
-        insert_events(&mut tx, &id, events).await?;
-        tx.commit().await?;
         Ok(())
+    }
+
+    /// Runs a `BEGIN; ...; COMMIT;` script on the writer connection in one round trip and
+    /// returns how many rows its statements returned. On any error the transaction is
+    /// rolled back, so the connection goes back to the pool clean.
+    async fn run_script<'q>(
+        &self,
+        query: sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments<'q>>,
+    ) -> Result<usize, sqlx::Error> {
+        let mut conn = self.writer.acquire().await?;
+        match query.fetch_all(&mut *conn).await {
+            Ok(rows) => Ok(rows.len()),
+            Err(error) => {
+                if let Err(rollback) = sqlx::query("ROLLBACK").execute(&mut *conn).await {
+                    tracing::debug!(%rollback, "nothing to roll back after a failed write");
+                }
+                Err(error)
+            }
+        }
     }
 
     pub async fn find_order(&self, id: OrderId) -> Result<Option<Order>, StoreError> {
@@ -473,17 +521,13 @@ impl SqliteStore {
     }
 }
 
-async fn insert_events(
-    tx: &mut Transaction<'_, Sqlite>,
-    order_id: &str,
-    events: &[NewEvent],
-) -> Result<(), StoreError> {
-    for event in events {
-        sqlx::query(
-            "INSERT INTO order_events (order_id, at, step, outcome, attempt, upstream_status, duration_ms, detail) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        )
-        .bind(order_id)
+/// Binds one event's seven values (time, step, outcome, attempt, upstream status,
+/// duration, detail), in that order.
+fn bind_event<'q>(
+    query: sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments<'q>>,
+    event: &'q NewEvent,
+) -> sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments<'q>> {
+    query
         .bind(when::format(event.at))
         .bind(event.step)
         .bind(event.outcome)
@@ -491,8 +535,4 @@ async fn insert_events(
         .bind(event.upstream_status.map(i64::from))
         .bind(event.duration_ms.map(|d| d as i64))
         .bind(event.detail.as_deref())
-        .execute(&mut **tx)
-        .await?;
-    }
-    Ok(())
 }
