@@ -31,6 +31,7 @@ on_both_databases!(
     slow_saga_answers_202_and_a_replay_returns_the_final_answer,
     open_breaker_refuses_new_orders_before_any_side_effect,
     sigterm_lets_in_flight_sagas_finish,
+    a_step_longer_than_the_lease_keeps_it,
 );
 
 /// Stores `order` as a process that died right after saving it would have left it.
@@ -594,6 +595,37 @@ async fn sigterm_lets_in_flight_sagas_finish(backend: Backend) {
         "within the grace period"
     );
     drop(sandbox_urls);
+}
+
+async fn a_step_longer_than_the_lease_keeps_it(backend: Backend) {
+    let app = TestApp::spawn_with(
+        backend,
+        Options {
+            saga_lease: Duration::from_millis(600),
+            timeout: Duration::from_secs(5),
+            ..Options::default()
+        },
+    )
+    .await;
+    app.fault(
+        "payment",
+        json!({"endpoint": "POST /payments", "latencyMs": 2000}),
+    )
+    .await;
+    let client = app.client.clone();
+    let url = format!("{}/orders", app.address);
+    let order = tokio::spawn(async move { client.post(url).json(&order_body(1)).send().await });
+    // Well past the lease's 600 ms, while the payment is still under way.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(
+        recover(&app).await.claimed,
+        0,
+        "the running saga renewed its lease; nobody else may take it"
+    );
+    let answer = order.await.unwrap().unwrap();
+    assert_eq!(answer.status(), 201);
+    assert_eq!(app.payments().await.calls["POST /payments"], 1);
+    app.stop().await;
 }
 
 mod replicas {

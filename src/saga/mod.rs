@@ -11,6 +11,7 @@ pub mod recovery;
 mod reserve;
 mod shipment;
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,6 +19,7 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use crate::domain::idempotency::StoredResponse;
+use crate::domain::ids::OrderId;
 use crate::domain::order::{Failure, FailureKind, Order, Step};
 use crate::domain::progress::{Effect, SagaStep};
 use crate::domain::when;
@@ -159,17 +161,21 @@ impl Saga {
                     break;
                 }
                 let deadline_passed = self.deadline_passed(&order);
-                let mut events = match step {
-                    SagaStep::Reserve => reserve::run(self, &mut order, &ctx, resumed).await,
-                    SagaStep::Pay if deadline_passed => past_deadline(&mut order, resumed),
-                    SagaStep::Pay => payment::run(self, &mut order, &ctx).await,
-                    SagaStep::Ship => {
-                        shipment::run(self, &mut order, &ctx, resumed, deadline_passed).await
+                let id = order.id;
+                let work = async {
+                    match step {
+                        SagaStep::Reserve => reserve::run(self, &mut order, &ctx, resumed).await,
+                        SagaStep::Pay if deadline_passed => past_deadline(&mut order, resumed),
+                        SagaStep::Pay => payment::run(self, &mut order, &ctx).await,
+                        SagaStep::Ship => {
+                            shipment::run(self, &mut order, &ctx, resumed, deadline_passed).await
+                        }
+                        SagaStep::CommitReservation => commit::run(self, &mut order, &ctx).await,
+                        SagaStep::Compensate => compensation::run(self, &mut order, &ctx).await,
+                        SagaStep::Done => unreachable!("checked above"),
                     }
-                    SagaStep::CommitReservation => commit::run(self, &mut order, &ctx).await,
-                    SagaStep::Compensate => compensation::run(self, &mut order, &ctx).await,
-                    SagaStep::Done => unreachable!("checked above"),
                 };
+                let mut events = self.keeping_lease(id, work).await;
                 resumed = false;
                 let stops = self.stop_here(step, &mut order, &mut events);
                 order.updated_at = when::now();
@@ -196,6 +202,27 @@ impl Saga {
         }
         .instrument(span)
         .await
+    }
+
+    /// Runs a step while renewing the order's lease every third of its time-to-live, so a
+    /// slow step (long timeouts, many retries) is not taken for a dead process's.
+    async fn keeping_lease<T>(&self, id: OrderId, work: impl Future<Output = T>) -> T {
+        let lease = &self.inner.settings.lease;
+        let every = (lease.ttl / 3).max(Duration::from_millis(100));
+        tokio::pin!(work);
+        loop {
+            tokio::select! {
+                out = &mut work => return out,
+                () = tokio::time::sleep(every) => {
+                    let until = lease.expires_at(when::now());
+                    match self.inner.store.extend_lease(id, &lease.owner, until).await {
+                        Ok(true) => {}
+                        Ok(false) => tracing::warn!("lease lost while a step runs; its result will not be saved"),
+                        Err(error) => tracing::warn!(%error, "renewing the lease failed"),
+                    }
+                }
+            }
+        }
     }
 
     fn deadline_passed(&self, order: &Order) -> bool {
@@ -256,7 +283,7 @@ impl Saga {
         let until = when::now() + chrono::Duration::from_std(pause).unwrap_or_default();
         self.inner
             .store
-            .postpone(order.id, &self.inner.settings.lease.owner, until)
+            .extend_lease(order.id, &self.inner.settings.lease.owner, until)
             .await?;
         Ok(())
     }

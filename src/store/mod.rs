@@ -318,17 +318,18 @@ fn successful_versions(rows: Vec<(i64, bool)>) -> Vec<i64> {
 }
 
 impl Store {
-    /// Keeps the lease of a stopped, unsettled order until `until`, when recovery may
-    /// claim it again. Does nothing if `owner` no longer holds the lease.
-    pub async fn postpone(
+    /// Moves the end of `owner`'s lease on an order to `until`: to keep it while a step
+    /// runs, or to let a stopped order rest before recovery claims it again. `false` if
+    /// `owner` no longer holds the lease.
+    pub async fn extend_lease(
         &self,
         id: OrderId,
         owner: &str,
         until: Timestamp,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         match self {
-            Self::Sqlite(s) => s.postpone(id, owner, until).await,
-            Self::Postgres(s) => s.postpone(id, owner, until).await,
+            Self::Sqlite(s) => s.extend_lease(id, owner, until).await,
+            Self::Postgres(s) => s.extend_lease(id, owner, until).await,
         }
     }
 

@@ -358,19 +358,21 @@ impl PgStore {
         self.pool.close().await;
     }
 
-    pub async fn postpone(
+    pub async fn extend_lease(
         &self,
         id: OrderId,
         owner: &str,
         until: Timestamp,
-    ) -> Result<(), StoreError> {
-        sqlx::query("UPDATE orders SET lease_expires_at = $1 WHERE id = $2 AND lease_owner = $3")
-            .bind(until)
-            .bind(id.as_uuid())
-            .bind(owner)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE orders SET lease_expires_at = $1 WHERE id = $2 AND lease_owner = $3",
+        )
+        .bind(until)
+        .bind(id.as_uuid())
+        .bind(owner)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
     }
 
     pub async fn release_leases(&self, owner: &str, now: Timestamp) -> Result<u64, StoreError> {
