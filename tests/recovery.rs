@@ -32,6 +32,8 @@ on_both_databases!(
     open_breaker_refuses_new_orders_before_any_side_effect,
     sigterm_lets_in_flight_sagas_finish,
     a_step_longer_than_the_lease_keeps_it,
+    an_open_breaker_pauses_a_running_saga_instead_of_failing_it,
+    undeliverable_addresses_do_not_open_the_shipping_breaker,
 );
 
 /// Stores `order` as a process that died right after saving it would have left it.
@@ -625,6 +627,103 @@ async fn a_step_longer_than_the_lease_keeps_it(backend: Backend) {
     let answer = order.await.unwrap().unwrap();
     assert_eq!(answer.status(), 201);
     assert_eq!(app.payments().await.calls["POST /payments"], 1);
+    app.stop().await;
+}
+
+async fn an_open_breaker_pauses_a_running_saga_instead_of_failing_it(backend: Backend) {
+    let app = TestApp::spawn_with(
+        backend,
+        Options {
+            breaker: order_service::downstream::BreakerSettings {
+                failure_threshold: 2,
+                cooldown: Duration::from_millis(700),
+            },
+            ..Options::default()
+        },
+    )
+    .await;
+    // An order stopped before its payment, as a crashed process leaves it.
+    let mut order = common::new_order(1);
+    let reservation = reserve_in_sandbox(&app, &order).await;
+    order.reserved(reservation);
+    leave_as_crashed(&app, &order).await;
+    // The payment service fails until its breaker opens.
+    app.fault(
+        "payment",
+        json!({"endpoint": "POST /payments", "errorRate": 1.0, "errorStatus": 503}),
+    )
+    .await;
+    let (status, _) = json_of(app.post_order(&order_body(1), None).await).await;
+    assert_eq!(status, 502);
+    app.client
+        .delete(format!("{}/_sandbox/faults", app.sandbox().payment_url))
+        .send()
+        .await
+        .unwrap();
+
+    // Recovery meets the open breaker: the order waits, it is not failed.
+    assert_eq!(recover(&app).await.claimed, 1);
+    let paused = order_json(&app, &order).await;
+    assert_eq!(paused["status"], "pending", "{paused}");
+    let id = order.id.to_string();
+    assert!(has(
+        &common::timeline_steps(&app, &id).await,
+        "pay",
+        "paused"
+    ));
+    assert_eq!(
+        app.inventory().await.reservations[0].status,
+        ReservationStatus::Reserved
+    );
+
+    // Once the breaker lets calls through again (and the pause is over), a pass
+    // completes it.
+    let mut passes = 0;
+    while order_json(&app, &order).await["status"] == "pending" {
+        assert!(passes < 30, "still pending after {passes} passes");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        recover(&app).await;
+        passes += 1;
+    }
+    assert!(
+        passes >= 3,
+        "it rested before being resumed ({passes} passes)"
+    );
+    assert_eq!(order_json(&app, &order).await["status"], "completed");
+    let payments = app.payments().await;
+    assert_eq!(
+        payments
+            .payments
+            .iter()
+            .filter(|p| p.order_id == id)
+            .count(),
+        1
+    );
+    app.stop().await;
+}
+
+async fn undeliverable_addresses_do_not_open_the_shipping_breaker(backend: Backend) {
+    let app = TestApp::spawn_with(
+        backend,
+        Options {
+            breaker: order_service::downstream::BreakerSettings {
+                failure_threshold: 2,
+                cooldown: Duration::from_secs(30),
+            },
+            retry: order_service::downstream::RetryPolicy::none(),
+            ..Options::default()
+        },
+    )
+    .await;
+    let mut undeliverable = order_body(1);
+    undeliverable["address"]["country"] = json!("FAIL");
+    for _ in 0..4 {
+        let (status, _) = json_of(app.post_order(&undeliverable, None).await).await;
+        assert_eq!(status, 502);
+    }
+    // The shipping service answered every time: it is up, its provider refused.
+    let (status, body) = json_of(app.post_order(&order_body(1), None).await).await;
+    assert_eq!(status, 201, "{body}");
     app.stop().await;
 }
 

@@ -136,6 +136,10 @@ pub struct SagaProgress {
     /// Why the service stopped trying and an operator has to look.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attention: Option<String>,
+    /// The current step's call was not sent (a circuit breaker was open): a later run
+    /// takes the step up as new, not as possibly sent.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub step_unsent: bool,
     /// An operator's note when the order was settled by hand.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resolution: Option<String>,

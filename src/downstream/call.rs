@@ -152,9 +152,8 @@ impl ServiceClient {
             });
         }
         let result = self.exchange(method, path, body, action, ctx).await;
-        // Any answer but 5xx/429 means the service is up, even an error such as 404.
         self.breaker
-            .record(result.as_ref().err().is_none_or(|e| !e.is_transient()));
+            .record(result.as_ref().err().is_none_or(is_healthy_answer));
         result
     }
 
@@ -230,6 +229,16 @@ impl ServiceClient {
                 message: root_cause(&error),
             }
         }
+    }
+}
+
+/// Whether a failed call still shows the service up, for its circuit breaker: any answer
+/// but 5xx/429 (a 404 is fine), and `502`, by which a service reports that *its* upstream
+/// failed (the shipping provider for an undeliverable address) while it works itself.
+fn is_healthy_answer(error: &CallError) -> bool {
+    match error {
+        CallError::Status { status: 502, .. } => true,
+        other => !other.is_transient(),
     }
 }
 

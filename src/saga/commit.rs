@@ -1,7 +1,7 @@
 //! Step 4: commit the reservation of a completed order. Best effort, as in the old
 //! service: the order is complete either way, and the outcome is logged.
 
-use super::{Saga, events};
+use super::{Saga, events, paused_by_breaker};
 use crate::domain::order::Order;
 use crate::downstream::CallContext;
 use crate::downstream::retry::retry;
@@ -19,6 +19,11 @@ pub(super) async fn run(saga: &Saga, order: &mut Order, ctx: &CallContext) -> Ve
         |_| inventory.commit(&reservation, ctx),
     )
     .await;
+    if let Err(error) = &out.result
+        && paused_by_breaker(order, error)
+    {
+        return events::of_attempts("commit_reservation", &out, "not_sent");
+    }
     let committed = out.result.is_ok();
     if let Err(error) = &out.result {
         tracing::warn!(%error, reservation = %reservation, "reservation commit failed; the order stays completed");

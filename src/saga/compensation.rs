@@ -25,6 +25,12 @@ pub(super) async fn run(saga: &Saga, order: &mut Order, ctx: &CallContext) -> Ve
             CompensationAction::RefundPayment => refund(saga, order, ctx).await,
             CompensationAction::ReleaseReservation => release(saga, order, ctx).await,
         };
+        if attempts == 0 && error.is_some() {
+            // Refused by an open breaker, never sent: not a try; the run pauses.
+            order.progress.step_unsent = true;
+            all_events.extend(events);
+            continue;
+        }
         if let Some(error) = &error {
             tracing::warn!(action = action.as_str(), %error, "compensation failed; it will be retried");
         }
@@ -48,7 +54,13 @@ fn outcome<T>(
         (Ok(_), None) => None,
     };
     let events = events::of_attempts(step, out, if error.is_some() { "failed" } else { done });
-    (events, out.attempts.len() as u32, error)
+    // Tries an open breaker refused were never sent and do not count.
+    let sent = out
+        .attempts
+        .iter()
+        .filter(|a| !matches!(a.error, Some(CallError::CircuitOpen { .. })))
+        .count();
+    (events, sent as u32, error)
 }
 
 async fn cancel_shipment(saga: &Saga, order: &Order, ctx: &CallContext) -> Outcome {

@@ -20,7 +20,7 @@ use tracing::Instrument;
 
 use crate::domain::idempotency::StoredResponse;
 use crate::domain::ids::OrderId;
-use crate::domain::order::{Failure, FailureKind, Order, Step};
+use crate::domain::order::{Failure, FailureKind, Order, OrderStatus, Step};
 use crate::domain::progress::{Effect, SagaStep};
 use crate::domain::when;
 use crate::downstream::{CallContext, CallError, Downstream, RetryPolicy};
@@ -160,6 +160,11 @@ impl Saga {
                 if step == SagaStep::Done {
                     break;
                 }
+                if order.progress.step_unsent {
+                    // A paused step was never sent: take it up as new.
+                    resumed = false;
+                    order.progress.step_unsent = false;
+                }
                 let deadline_passed = self.deadline_passed(&order);
                 let id = order.id;
                 let work = async {
@@ -177,6 +182,43 @@ impl Saga {
                 };
                 let mut events = self.keeping_lease(id, work).await;
                 resumed = false;
+                if order.progress.step_unsent {
+                    // An open breaker refused the call before it was sent: nothing happened.
+                    // Rest until the breaker may let calls through, then go on (or, past
+                    // the deadline, compensate).
+                    let pause = self
+                        .downstream()
+                        .open_breaker()
+                        .map(|(_, left)| left)
+                        .unwrap_or(FIRST_RETRY_PAUSE)
+                        .max(Duration::from_secs(1));
+                    events.push(events::decision(
+                        step.as_str(),
+                        "paused",
+                        format!(
+                            "a downstream service is unavailable (circuit breaker open); resuming in about {} s",
+                            pause.as_secs()
+                        ),
+                    ));
+                    order.updated_at = when::now();
+                    if order.status != OrderStatus::Pending && order.response.is_none() {
+                        // The outcome is decided (only a compensation waits): answer it.
+                        order.response = Some(self.inner.answer.answer(&order));
+                        metrics::order_finished(order.status.as_str());
+                    }
+                    pending_events.append(&mut events);
+                    let lease = &self.inner.settings.lease;
+                    self.inner
+                        .store
+                        .save_progress(&order, &pending_events, lease)
+                        .await?;
+                    let until = when::now() + chrono::Duration::from_std(pause).unwrap_or_default();
+                    self.inner
+                        .store
+                        .extend_lease(order.id, &lease.owner, until)
+                        .await?;
+                    return Ok(order);
+                }
                 let stops = self.stop_here(step, &mut order, &mut events);
                 order.updated_at = when::now();
                 if stops && order.response.is_none() {
@@ -310,6 +352,16 @@ fn past_deadline(order: &mut Order, resumed: bool) -> Vec<NewEvent> {
     };
     order.fail(failure, effect);
     vec![event]
+}
+
+/// A call an open circuit breaker refused was never sent, so it is no reason to fail the
+/// order: marks the step as unsent (the run then pauses) and says whether that happened.
+fn paused_by_breaker(order: &mut Order, error: &CallError) -> bool {
+    let refused = matches!(error, CallError::CircuitOpen { .. });
+    if refused {
+        order.progress.step_unsent = true;
+    }
+    refused
 }
 
 /// Describes a failed call as the order's failure, with the old service's wording.

@@ -1,7 +1,7 @@
 //! Step 2: take the payment. Payments are idempotent by the id we chose, so every kind of
 //! transient failure is retried with the same id.
 
-use super::{Saga, events, failure_of};
+use super::{Saga, events, failure_of, paused_by_breaker};
 use crate::domain::order::{Failure, FailureKind, Order, Step};
 use crate::domain::progress::Effect;
 use crate::downstream::retry::retry;
@@ -41,6 +41,9 @@ pub(super) async fn run(saga: &Saga, order: &mut Order, ctx: &CallContext) -> Ve
             };
             order.fail(failure, Effect::Done);
             events
+        }
+        Err(error) if paused_by_breaker(order, error) => {
+            events::of_attempts("payment", &out, "not_sent")
         }
         Err(error) => {
             // Only answers that prove nothing was stored rule a charge out; anything else is

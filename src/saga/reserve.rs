@@ -1,7 +1,7 @@
 //! Step 1: reserve the stock. The real inventory service is not idempotent, so a reserve
 //! whose answer was lost is never repeated blindly: it would take the stock twice.
 
-use super::{Saga, events, failure_of};
+use super::{Saga, events, failure_of, paused_by_breaker};
 use crate::domain::order::{Failure, FailureKind, Order, Step};
 use crate::domain::progress::Effect;
 use crate::downstream::CallContext;
@@ -44,6 +44,9 @@ pub(super) async fn run(
             let events = events::of_attempts("reserve", &out, "reserved");
             order.reserved(reservation.clone());
             events
+        }
+        Err(error) if paused_by_breaker(order, error) => {
+            events::of_attempts("reserve", &out, "not_sent")
         }
         Err(error) => {
             let effect = if error.outcome_unknown() {

@@ -1,7 +1,7 @@
 //! Step 3: create the shipment. The shipping service rejects a second POST with the same
 //! id, so before repeating one we ask with `GET /shipments/{id}` whether it went through.
 
-use super::{Saga, events, failure_of};
+use super::{Saga, events, failure_of, paused_by_breaker};
 use crate::domain::order::{Failure, FailureKind, Order, Step};
 use crate::domain::progress::Effect;
 use crate::downstream::retry::retry;
@@ -69,6 +69,9 @@ pub(super) async fn run(
             };
             order.fail(failure, Effect::Done);
             events
+        }
+        Err(error) if !out.any_outcome_unknown() && paused_by_breaker(order, error) => {
+            events::of_attempts("shipment", &out, "not_sent")
         }
         Err(error) => {
             // A lost answer means the shipment may exist; cancelling it is then part of
