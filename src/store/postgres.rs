@@ -53,8 +53,11 @@ fn order_row(row: &PgRow) -> Result<OrderRow, StoreError> {
 impl PgStore {
     pub async fn connect(url: &str, max_connections: u32) -> Result<Self, StoreError> {
         let options = PgConnectOptions::from_str(url)?;
+        // No ping before each use: it costs a network round trip per query, and a broken
+        // connection shows in the query's own error (sqlx then drops it).
         let pool = PgPoolOptions::new()
             .max_connections(max_connections.max(1))
+            .test_before_acquire(false)
             .acquire_timeout(Duration::from_secs(5))
             .connect_with(options)
             .await?;

@@ -118,9 +118,12 @@ impl SqliteStore {
         } else {
             Some(std::sync::Arc::new(lock_database_file(&filename)?))
         };
+        // A local file needs no liveness ping before each use (sqlx's default costs a
+        // round trip to the connection's thread per query).
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(1)
+            .test_before_acquire(false)
             .connect_with(options.clone())
             .await?;
         let reader = if in_memory {
@@ -128,6 +131,7 @@ impl SqliteStore {
         } else {
             SqlitePoolOptions::new()
                 .max_connections(readers.max(1))
+                .test_before_acquire(false)
                 .connect_with(options.read_only(true))
                 .await?
         };

@@ -1,0 +1,258 @@
+//! The Markdown section for `BENCHMARKS.md`, and putting it between the markers of an
+//! existing file.
+
+use std::fmt::Write;
+
+use loadgen::{Scenario, format_micros};
+
+use crate::Results;
+use crate::suite::{DatabaseRun, Point};
+
+pub const BEGIN: &str = "<!-- bench:begin -->";
+pub const END: &str = "<!-- bench:end -->";
+
+/// The whole section, markers included.
+pub fn render(results: &Results) -> String {
+    let mut out = String::new();
+    let m = &results.machine;
+    let plan = &results.plan;
+    let _ = writeln!(out, "{BEGIN}");
+    let _ = writeln!(
+        out,
+        "<!-- Written by tools/bench: run it again rather than editing this section. -->"
+    );
+    let commit = m
+        .commit
+        .as_deref()
+        .map(|c| format!(" (source tree at commit {c})"))
+        .unwrap_or_default();
+    let _ = writeln!(out, "Measured {}{commit}, with:\n", m.date);
+    let _ = writeln!(out, "```sh\n{}\n```\n", results.command);
+    let _ = writeln!(
+        out,
+        "- **Machine:** {} cores ({}), {}, {:.0} GiB of memory; load average {} at the start.",
+        m.cores, m.cpu_model, m.kernel, m.memory_gib, m.load_average
+    );
+    let _ = writeln!(
+        out,
+        "- **Build:** order-service `{}` (binary of {}), load generator `{}`.",
+        m.service_profile, m.service_built, m.loadgen_profile
+    );
+    let _ = writeln!(
+        out,
+        "- **Everything shares those {} cores:** the load generator, the platform sandbox \
+         (inventory, payment and shipping, in one process) and the order service (and, for \
+         PostgreSQL, its server). A service on its own machine would go faster. The last \
+         column shows how the cores were used during each point (CPU seconds per second): \
+         by the service, the sandbox, the load generator, and everything else (the \
+         PostgreSQL server, and anything else that ran).",
+        m.cores
+    );
+    let mode = if results.smoke {
+        " **Smoke run: too short for the numbers to mean much.**"
+    } else {
+        ""
+    };
+    let _ = writeln!(
+        out,
+        "- **Each point:** {} of warm-up, then {} measured, closed loop (each of N \
+         connections sends its next request when the answer arrives); only requests that \
+         finished inside the measured window count. Latencies are of successful requests \
+         (HDR histogram).{mode}",
+        seconds(plan.warmup.as_secs_f64()),
+        seconds(plan.duration.as_secs_f64()),
+    );
+    let _ = writeln!(
+        out,
+        "- **Orders:** 1–{} lines over {} SKUs with unlimited stock, a new idempotency key \
+         each; replays and reads use {} orders created before their point.",
+        plan.max_items,
+        plan.skus.len(),
+        plan.pool_size
+    );
+    let mut env = String::from("`RUST_LOG=warn`, `LOG_FORMAT=json`");
+    for (name, value) in &plan.service_env {
+        let _ = write!(env, ", `{name}={value}`");
+    }
+    let _ = writeln!(
+        out,
+        "- **Service settings:** the defaults (e.g. `DATABASE_MAX_CONNECTIONS=16`), with {env}."
+    );
+    if let Some(chart) = &results.chart {
+        let _ = writeln!(
+            out,
+            "\n![POST /orders: throughput and p99 latency against concurrency, SQLite and \
+             PostgreSQL]({chart})"
+        );
+    }
+    for run in &results.databases {
+        render_database(&mut out, run, plan.reference_concurrency);
+    }
+    let _ = writeln!(out, "{END}");
+    out
+}
+
+fn render_database(out: &mut String, run: &DatabaseRun, reference: usize) {
+    let _ = writeln!(out, "\n### {}\n", run.kind.name());
+    let _ = writeln!(out, "{}.\n", run.description);
+    let _ = writeln!(
+        out,
+        "| Scenario | Concurrency | Throughput (req/s) | p50 | p90 | p99 | p99.9 | max | \
+         Errors | Service CPU s / 1k req | CPU cores: service / sandbox / loadgen / other |"
+    );
+    let _ = writeln!(out, "|---|--:|--:|--:|--:|--:|--:|--:|---|--:|---|");
+    for point in &run.points {
+        render_row(out, point);
+    }
+    let _ = writeln!(out);
+    let health = run.point(Scenario::Health, reference);
+    let orders = run.point(Scenario::Create, reference);
+    if let (Some(health), Some(orders)) = (health, orders) {
+        let ratio = orders.report.throughput / health.report.throughput.max(f64::MIN_POSITIVE);
+        let _ = writeln!(
+            out,
+            "- `POST /orders` at {reference} runs at **{:.1} %** of `GET /health` at {reference} \
+             ({} vs {} req/s): the price of the saga (four downstream calls: reserve, \
+             pay, ship, commit, and the database writes) against the same server's ceiling.",
+            ratio * 100.0,
+            thousands(orders.report.throughput),
+            thousands(health.report.throughput),
+        );
+    }
+    let memory = &run.memory;
+    let _ = writeln!(
+        out,
+        "- Peak RSS of order-service: **{}** (`VmHWM`, or a higher `VmRSS` sampled every \
+         100 ms; {} right after start).",
+        mib(memory.peak_kib.max(memory.sampled_peak_kib)),
+        mib(memory.after_start_kib),
+    );
+    if let Some(cpu) = run.cpu_per_1k_orders() {
+        let _ = writeln!(
+            out,
+            "- CPU of order-service: **{cpu:.2} s per 1,000 orders** (user + system, all \
+             `POST /orders` points, warm-up included)."
+        );
+    }
+}
+
+fn render_row(out: &mut String, point: &Point) {
+    let r = &point.report;
+    let l = &r.latency_us;
+    let cpu = &point.cpu;
+    let per_1k = point
+        .service_cpu_per_1k()
+        .map_or_else(|| "–".to_owned(), |v| format!("{v:.2}"));
+    let cores = |seconds: f64| seconds / cpu.wall.max(f64::MIN_POSITIVE);
+    let _ = writeln!(
+        out,
+        "| `{}` | {} | {} | {} | {} | {} | {} | {} | {} | {per_1k} | {:.2} / {:.2} / {:.2} / {:.2} |",
+        r.scenario.label(),
+        r.concurrency,
+        thousands(r.throughput),
+        format_micros(l.p50),
+        format_micros(l.p90),
+        format_micros(l.p99),
+        format_micros(l.p999),
+        format_micros(l.max),
+        errors(r),
+        cores(cpu.service),
+        cores(cpu.sandbox),
+        cores(cpu.loadgen),
+        cores(cpu.other),
+    );
+}
+
+/// `0`, or `3 (409: 3)`.
+pub fn errors(r: &loadgen::Report) -> String {
+    if r.errors == 0 {
+        "0".into()
+    } else {
+        format!("{} ({})", r.errors, r.error_summary())
+    }
+}
+
+/// `1,234` (no decimals from 100 up), `12.3` below.
+pub fn thousands(value: f64) -> String {
+    if value < 100.0 {
+        return format!("{value:.1}");
+    }
+    let digits = format!("{:.0}", value);
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn mib(kib: u64) -> String {
+    format!("{:.1} MiB", kib as f64 / 1024.0)
+}
+
+fn seconds(value: f64) -> String {
+    if value.fract() == 0.0 {
+        format!("{value:.0} s")
+    } else {
+        format!("{value} s")
+    }
+}
+
+/// `existing` with the section between the markers replaced by `section`; the section
+/// is appended when there are no markers, and makes up a new file when there is none.
+pub fn splice(existing: Option<&str>, section: &str) -> String {
+    let Some(text) = existing else {
+        return format!(
+            "# Benchmarks\n\nHow fast the order service is on one small machine; see \
+             [tools/bench](tools/bench/README.md) for how to run it on yours.\n\n{section}"
+        );
+    };
+    match (text.find(BEGIN), text.find(END)) {
+        (Some(begin), Some(end)) if begin < end => {
+            let after = &text[end + END.len()..];
+            let after = after.strip_prefix('\n').unwrap_or(after);
+            format!("{}{section}{after}", &text[..begin])
+        }
+        _ => {
+            let separator = if text.ends_with("\n\n") || text.is_empty() {
+                ""
+            } else if text.ends_with('\n') {
+                "\n"
+            } else {
+                "\n\n"
+            };
+            format!("{text}{separator}{section}")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_section_between_the_markers_is_replaced() {
+        let old = format!("# B\n\nintro\n\n{BEGIN}\nold\n{END}\n\nafter\n");
+        let new = splice(Some(&old), &format!("{BEGIN}\nnew\n{END}\n"));
+        assert_eq!(
+            new,
+            format!("# B\n\nintro\n\n{BEGIN}\nnew\n{END}\n\nafter\n")
+        );
+    }
+
+    #[test]
+    fn a_file_without_markers_gets_the_section_appended() {
+        let section = format!("{BEGIN}\nx\n{END}\n");
+        assert_eq!(splice(Some("# B\n"), &section), format!("# B\n\n{section}"));
+        assert!(splice(None, &section).ends_with(&section));
+    }
+
+    #[test]
+    fn numbers_read_easily() {
+        assert_eq!(thousands(1_234_567.4), "1,234,567");
+        assert_eq!(thousands(612.6), "613");
+        assert_eq!(thousands(12.34), "12.3");
+    }
+}
