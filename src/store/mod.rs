@@ -7,6 +7,7 @@
 mod postgres;
 mod row;
 mod sqlite;
+mod sqlite_writer;
 
 use std::time::Duration;
 
@@ -39,6 +40,8 @@ pub enum StoreError {
     Corrupt(String),
     #[error(transparent)]
     Database(#[from] sqlx::Error),
+    #[error(transparent)]
+    Sqlite(#[from] rusqlite::Error),
     #[error(transparent)]
     Migrate(#[from] sqlx::migrate::MigrateError),
 }
@@ -156,8 +159,8 @@ impl Store {
         }
     }
 
-    /// Writes the order's new state and events, and renews the lease, if `lease.owner`
-    /// still holds it.
+    /// Writes the order's new state and events if `lease.owner` still holds the lease
+    /// (which it does not renew: the driver does, while a step runs).
     pub async fn save_progress(
         &self,
         order: &Order,

@@ -134,7 +134,8 @@ impl PgStore {
     }
 
     /// One statement: the new state, and its events only if `lease.owner` still holds the
-    /// lease (the events are inserted from the updated row).
+    /// lease (the events are inserted from the updated row). The lease's end is left
+    /// alone: the driver renews it while a step runs.
     pub async fn save_progress(
         &self,
         order: &Order,
@@ -145,7 +146,7 @@ impl PgStore {
         let mut sql = String::from(
             "WITH updated AS (UPDATE orders SET status = $2, step = $3, reservation_id = $4, \
              progress = $5::jsonb, failure = $6::jsonb, response_status = $7, response_body = $8, \
-             lease_expires_at = $9, updated_at = $10 WHERE id = $1 AND lease_owner = $11 RETURNING id)",
+             updated_at = $9 WHERE id = $1 AND lease_owner = $10 RETURNING id)",
         );
         if !events.is_empty() {
             sql.push_str(
@@ -155,7 +156,7 @@ impl PgStore {
             );
             let rows: Vec<String> = (0..events.len())
                 .map(|i| {
-                    let n = 12 + i * 7;
+                    let n = 11 + i * 7;
                     format!(
                         "({i}, ${}::timestamptz, ${}::text, ${}::text, ${}::int4, ${}::int4, ${}::int8, ${}::text)",
                         n,
@@ -183,7 +184,6 @@ impl PgStore {
             .bind(json.failure.as_deref())
             .bind(order.response.as_ref().map(|r| i32::from(r.status)))
             .bind(order.response.as_ref().map(|r| r.body.as_str()))
-            .bind(lease.expires_at(order.updated_at))
             .bind(order.updated_at)
             .bind(&lease.owner);
         for event in events {

@@ -12,9 +12,10 @@ use sqlx::sqlite::{
 use sqlx::{QueryBuilder, Row, Sqlite};
 
 use super::row::{OrderJson, OrderRow, ProgressJson, stored_response};
+use super::sqlite_writer::Writer;
 use super::{
     KeyRecord, Lease, NewEvent, NewKey, OrderEvent, OrderFilter, PoolStats, StoreError,
-    key_taken_or, successful_versions,
+    successful_versions,
 };
 use crate::domain::idempotency::{Fingerprint, IdempotencyKey};
 use crate::domain::ids::{OrderId, UserId};
@@ -25,7 +26,9 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite")
 
 #[derive(Clone, Debug)]
 pub struct SqliteStore {
+    /// Used for migrations only; every other write goes through `writes`.
     writer: SqlitePool,
+    writes: Writer,
     reader: SqlitePool,
     /// Held for the life of the process: SQLite serves one order-service process only.
     _process_lock: Option<std::sync::Arc<std::fs::File>>,
@@ -106,18 +109,20 @@ impl SqliteStore {
             .foreign_keys(true);
         let filename = options.get_filename().to_owned();
         let in_memory = filename.as_os_str().is_empty() || filename.to_string_lossy() == ":memory:";
-        if !in_memory && let Some(dir) = filename.parent().filter(|d| !d.as_os_str().is_empty()) {
+        if in_memory {
+            return Err(StoreError::Database(sqlx::Error::Configuration(
+                "an in-memory SQLite database is not supported: give DATABASE_URL a file, e.g. sqlite://./data/orders.db"
+                    .into(),
+            )));
+        }
+        if let Some(dir) = filename.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| {
                 StoreError::Database(sqlx::Error::Configuration(
                     format!("cannot create directory {}: {e}", dir.display()).into(),
                 ))
             })?;
         }
-        let process_lock = if in_memory {
-            None
-        } else {
-            Some(std::sync::Arc::new(lock_database_file(&filename)?))
-        };
+        let process_lock = Some(std::sync::Arc::new(lock_database_file(&filename)?));
         // A local file needs no liveness ping before each use (sqlx's default costs a
         // round trip to the connection's thread per query).
         let writer = SqlitePoolOptions::new()
@@ -126,17 +131,14 @@ impl SqliteStore {
             .test_before_acquire(false)
             .connect_with(options.clone())
             .await?;
-        let reader = if in_memory {
-            writer.clone()
-        } else {
-            SqlitePoolOptions::new()
-                .max_connections(readers.max(1))
-                .test_before_acquire(false)
-                .connect_with(options.read_only(true))
-                .await?
-        };
+        let reader = SqlitePoolOptions::new()
+            .max_connections(readers.max(1))
+            .test_before_acquire(false)
+            .connect_with(options.read_only(true))
+            .await?;
         Ok(Self {
             writer,
+            writes: Writer::start(&filename)?,
             reader,
             _process_lock: process_lock,
         })
@@ -152,10 +154,7 @@ impl SqliteStore {
         Ok(())
     }
 
-    /// One round trip to the writer: key, order and first event in one transaction.
-    ///
-    /// Scripts use anonymous `?` parameters, bound in the order the statements use them:
-    /// sqlx binds a multi-statement query's arguments statement after statement.
+    /// Key, order and first event, written together in the writer's next batch.
     pub async fn insert_order(
         &self,
         order: &Order,
@@ -163,133 +162,147 @@ impl SqliteStore {
         event: &NewEvent,
         lease: &Lease,
     ) -> Result<(), StoreError> {
-        let id = order.id.to_string();
         let json = OrderJson::of(order);
+        let id = order.id.to_string();
+        let user = order.user_id.as_str().to_owned();
         let created_at = when::format(order.created_at);
-        let mut sql = String::from("BEGIN;\n");
-        let mut query_key = None;
-        if let Some(key) = &key {
-            sql.push_str(
-                "INSERT INTO idempotency_keys (user_id, idem_key, fingerprint, order_id, created_at, expires_at) \
-                 VALUES (?, ?, ?, ?, ?, ?);\n",
-            );
-            query_key = Some((
-                key.key.as_str(),
-                key.fingerprint.as_str(),
-                when::format(key.expires_at),
-            ));
-        }
-        sql.push_str(
-            "INSERT INTO orders (id, user_id, currency, address, items, total, status, step, \
-             reservation_id, payment_id, shipment_id, progress, failure, response_status, \
-             response_body, lease_owner, lease_expires_at, created_at, updated_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?);\n\
-             INSERT INTO order_events (order_id, at, step, outcome, attempt, upstream_status, duration_ms, detail) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?);\n\
-             COMMIT;",
+        let key = key.map(|k| {
+            (
+                k.key.as_str().to_owned(),
+                k.fingerprint.as_str().to_owned(),
+                when::format(k.expires_at),
+            )
+        });
+        let row = (
+            order.currency.code(),
+            order.total.to_string(),
+            order.status.as_str(),
+            order.progress.step.as_str(),
+            order.reservation_id().map(|r| r.as_str().to_owned()),
+            order.payment_id.as_str().to_owned(),
+            order.shipment_id.as_str().to_owned(),
+            order.response.clone(),
+            lease.owner.clone(),
+            when::format(lease.expires_at(order.updated_at)),
+            when::format(order.updated_at),
         );
-        let mut query = sqlx::query(&sql);
-        if let Some((key, fingerprint, expires_at)) = query_key {
-            query = query
-                .bind(order.user_id.as_str())
-                .bind(key)
-                .bind(fingerprint)
-                .bind(&id)
-                .bind(created_at.clone())
-                .bind(expires_at);
+        let event = EventRow::of(event);
+        let taken = self
+            .writes
+            .run(move |conn| {
+                if let Some((key, fingerprint, expires_at)) = &key {
+                    let inserted = conn
+                        .prepare_cached(
+                            "INSERT INTO idempotency_keys (user_id, idem_key, fingerprint, order_id, created_at, expires_at) \
+                             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                        )?
+                        .execute(rusqlite::params![user, key, fingerprint, id, created_at, expires_at]);
+                    match inserted {
+                        Err(rusqlite::Error::SqliteFailure(e, _))
+                            if e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
+                                || e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE =>
+                        {
+                            return Ok(true);
+                        }
+                        other => {
+                            other?;
+                        }
+                    }
+                }
+                let (currency, total, status, step, reservation, payment, shipment, response, owner, lease_until, updated_at) = &row;
+                conn.prepare_cached(
+                    "INSERT INTO orders (id, user_id, currency, address, items, total, status, step, \
+                     reservation_id, payment_id, shipment_id, progress, failure, response_status, \
+                     response_body, lease_owner, lease_expires_at, created_at, updated_at) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
+                )?
+                .execute(rusqlite::params![
+                    id,
+                    user,
+                    currency,
+                    json.address,
+                    json.items,
+                    total,
+                    status,
+                    step,
+                    reservation,
+                    payment,
+                    shipment,
+                    json.progress,
+                    json.failure,
+                    response.as_ref().map(|r| i64::from(r.status)),
+                    response.as_ref().map(|r| r.body.as_str()),
+                    owner,
+                    lease_until,
+                    created_at,
+                    updated_at,
+                ])?;
+                event.insert(conn, &id)?;
+                Ok(false)
+            })
+            .await?;
+        if taken {
+            return Err(StoreError::KeyTaken);
         }
-        let query = query
-            .bind(&id)
-            .bind(order.user_id.as_str())
-            .bind(order.currency.code())
-            .bind(&json.address)
-            .bind(&json.items)
-            .bind(order.total.to_string())
-            .bind(order.status.as_str())
-            .bind(order.progress.step.as_str())
-            .bind(order.reservation_id().map(|r| r.as_str()))
-            .bind(order.payment_id.as_str())
-            .bind(order.shipment_id.as_str())
-            .bind(&json.progress)
-            .bind(json.failure.as_deref())
-            .bind(order.response.as_ref().map(|r| i32::from(r.status)))
-            .bind(order.response.as_ref().map(|r| r.body.as_str()))
-            .bind(&lease.owner)
-            .bind(when::format(lease.expires_at(order.updated_at)))
-            .bind(created_at)
-            .bind(when::format(order.updated_at))
-            .bind(&id);
-        self.run_script(bind_event(query, event))
-            .await
-            .map_err(key_taken_or)?;
         Ok(())
     }
 
-    /// One round trip to the writer: the new state and its events in one transaction, only
-    /// if `lease.owner` still holds the lease (the events are written only then, too).
+    /// The new state and its events, in the writer's next batch, only if `lease.owner`
+    /// still holds the lease (the events are written only then, too). The lease's end is
+    /// left alone: the driver renews it while a step runs, and leaving it spares an index
+    /// update per step.
     pub async fn save_progress(
         &self,
         order: &Order,
         events: &[NewEvent],
         lease: &Lease,
     ) -> Result<(), StoreError> {
-        let id = order.id.to_string();
         let json = ProgressJson::of(order);
-        let mut sql = String::from(
-            "BEGIN;\n\
-             UPDATE orders SET status = ?, step = ?, reservation_id = ?, progress = ?, \
-             failure = ?, response_status = ?, response_body = ?, lease_expires_at = ?, \
-             updated_at = ? WHERE id = ? AND lease_owner = ? RETURNING id;\n",
+        let id = order.id.to_string();
+        let fields = (
+            order.status.as_str(),
+            order.progress.step.as_str(),
+            order.reservation_id().map(|r| r.as_str().to_owned()),
+            order.response.clone(),
+            when::format(order.updated_at),
+            lease.owner.clone(),
         );
-        if !events.is_empty() {
-            // changes() is still the UPDATE's count: no lease, no events.
-            sql.push_str(
-                "INSERT INTO order_events (order_id, at, step, outcome, attempt, upstream_status, duration_ms, detail) \
-                 SELECT column1, column2, column3, column4, column5, column6, column7, column8 FROM (VALUES ",
-            );
-            sql.push_str(&vec!["(?, ?, ?, ?, ?, ?, ?, ?)"; events.len()].join(", "));
-            sql.push_str(") WHERE changes() = 1;\n");
-        }
-        sql.push_str("COMMIT;");
-        let mut query = sqlx::query(&sql)
-            .bind(order.status.as_str())
-            .bind(order.progress.step.as_str())
-            .bind(order.reservation_id().map(|r| r.as_str()))
-            .bind(&json.progress)
-            .bind(json.failure.as_deref())
-            .bind(order.response.as_ref().map(|r| i32::from(r.status)))
-            .bind(order.response.as_ref().map(|r| r.body.as_str()))
-            .bind(when::format(lease.expires_at(order.updated_at)))
-            .bind(when::format(order.updated_at))
-            .bind(&id)
-            .bind(&lease.owner);
-        for event in events {
-            query = bind_event(query.bind(&id), event);
-        }
-        let updated = self.run_script(query).await?;
-        if updated != 1 {
+        let events: Vec<EventRow> = events.iter().map(EventRow::of).collect();
+        let held = self
+            .writes
+            .run(move |conn| {
+                let (status, step, reservation, response, updated_at, owner) = &fields;
+                let updated = conn
+                    .prepare_cached(
+                        "UPDATE orders SET status = ?1, step = ?2, reservation_id = ?3, progress = ?4, \
+                         failure = ?5, response_status = ?6, response_body = ?7, \
+                         updated_at = ?8 WHERE id = ?9 AND lease_owner = ?10",
+                    )?
+                    .execute(rusqlite::params![
+                        status,
+                        step,
+                        reservation,
+                        json.progress,
+                        json.failure,
+                        response.as_ref().map(|r| i64::from(r.status)),
+                        response.as_ref().map(|r| r.body.as_str()),
+                        updated_at,
+                        id,
+                        owner,
+                    ])?;
+                if updated != 1 {
+                    return Ok(false);
+                }
+                for event in &events {
+                    event.insert(conn, &id)?;
+                }
+                Ok(true)
+            })
+            .await?;
+        if !held {
             return Err(StoreError::LeaseLost(order.id));
         }
         Ok(())
-    }
-
-    /// Runs a `BEGIN; ...; COMMIT;` script on the writer connection in one round trip and
-    /// returns how many rows its statements returned. On any error the transaction is
-    /// rolled back, so the connection goes back to the pool clean.
-    async fn run_script<'q>(
-        &self,
-        query: sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments<'q>>,
-    ) -> Result<usize, sqlx::Error> {
-        let mut conn = self.writer.acquire().await?;
-        match query.fetch_all(&mut *conn).await {
-            Ok(rows) => Ok(rows.len()),
-            Err(error) => {
-                if let Err(rollback) = sqlx::query("ROLLBACK").execute(&mut *conn).await {
-                    tracing::debug!(%rollback, "nothing to roll back after a failed write");
-                }
-                Err(error)
-            }
-        }
     }
 
     pub async fn find_order(&self, id: OrderId) -> Result<Option<Order>, StoreError> {
@@ -332,23 +345,33 @@ impl SqliteStore {
         key: &IdempotencyKey,
         now: Timestamp,
     ) -> Result<bool, StoreError> {
-        let done = sqlx::query(
-            "DELETE FROM idempotency_keys WHERE user_id = ?1 AND idem_key = ?2 AND expires_at < ?3",
-        )
-        .bind(user.as_str())
-        .bind(key.as_str())
-        .bind(when::format(now))
-        .execute(&self.writer)
-        .await?;
-        Ok(done.rows_affected() > 0)
+        let (user, key, now) = (
+            user.as_str().to_owned(),
+            key.as_str().to_owned(),
+            when::format(now),
+        );
+        let deleted = self
+            .writes
+            .run(move |conn| {
+                conn.prepare_cached(
+                    "DELETE FROM idempotency_keys WHERE user_id = ?1 AND idem_key = ?2 AND expires_at < ?3",
+                )?
+                .execute(rusqlite::params![user, key, now])
+            })
+            .await?;
+        Ok(deleted > 0)
     }
 
     pub async fn purge_expired_keys(&self, now: Timestamp) -> Result<u64, StoreError> {
-        let done = sqlx::query("DELETE FROM idempotency_keys WHERE expires_at < ?1")
-            .bind(when::format(now))
-            .execute(&self.writer)
+        let now = when::format(now);
+        let deleted = self
+            .writes
+            .run(move |conn| {
+                conn.prepare_cached("DELETE FROM idempotency_keys WHERE expires_at < ?1")?
+                    .execute([now])
+            })
             .await?;
-        Ok(done.rows_affected())
+        Ok(deleted as u64)
     }
 
     pub async fn events(&self, id: OrderId) -> Result<Vec<OrderEvent>, StoreError> {
@@ -452,6 +475,7 @@ impl SqliteStore {
     }
 
     pub async fn close(&self) {
+        self.writes.close();
         self.writer.close().await;
         self.reader.close().await;
     }
@@ -462,48 +486,68 @@ impl SqliteStore {
         owner: &str,
         until: Timestamp,
     ) -> Result<bool, StoreError> {
-        let done = sqlx::query(
-            "UPDATE orders SET lease_expires_at = ?1 WHERE id = ?2 AND lease_owner = ?3",
-        )
-        .bind(when::format(until))
-        .bind(id.to_string())
-        .bind(owner)
-        .execute(&self.writer)
-        .await?;
-        Ok(done.rows_affected() == 1)
+        let (id, owner, until) = (id.to_string(), owner.to_owned(), when::format(until));
+        let updated = self
+            .writes
+            .run(move |conn| {
+                conn.prepare_cached(
+                    "UPDATE orders SET lease_expires_at = ?1 WHERE id = ?2 AND lease_owner = ?3",
+                )?
+                .execute(rusqlite::params![until, id, owner])
+            })
+            .await?;
+        Ok(updated == 1)
     }
 
     pub async fn release_leases(&self, owner: &str, now: Timestamp) -> Result<u64, StoreError> {
-        let done = sqlx::query(
-            "UPDATE orders SET lease_expires_at = ?1 WHERE lease_owner = ?2 AND step <> 'done'",
-        )
-        .bind(when::format(now))
-        .bind(owner)
-        .execute(&self.writer)
-        .await?;
-        Ok(done.rows_affected())
+        let (owner, now) = (owner.to_owned(), when::format(now));
+        let updated = self
+            .writes
+            .run(move |conn| {
+                conn.prepare_cached(
+                    "UPDATE orders SET lease_expires_at = ?1 WHERE lease_owner = ?2 AND step <> 'done'",
+                )?
+                .execute(rusqlite::params![now, owner])
+            })
+            .await?;
+        Ok(updated as u64)
     }
 
-    /// One writer connection serialises claims, so no two claims can take the same order.
+    /// The single writer serialises claims, so no two claims can take the same order.
+    /// The claimed orders are read back after the claim committed.
     pub async fn claim_expired(
         &self,
         lease: &Lease,
         now: Timestamp,
         limit: u32,
     ) -> Result<Vec<Order>, StoreError> {
-        let rows = sqlx::query(&format!(
-            "UPDATE orders SET lease_owner = ?1, lease_expires_at = ?2 \
-             WHERE id IN (SELECT id FROM orders WHERE step <> 'done' AND lease_expires_at < ?3 \
-                          ORDER BY lease_expires_at LIMIT ?4) \
-             RETURNING {ORDER_COLUMNS}"
-        ))
-        .bind(&lease.owner)
-        .bind(when::format(lease.expires_at(now)))
-        .bind(when::format(now))
-        .bind(i64::from(limit))
-        .fetch_all(&self.writer)
-        .await?;
-        rows.iter().map(|r| order_row(r)?.into_order()).collect()
+        let (owner, until, now) = (
+            lease.owner.clone(),
+            when::format(lease.expires_at(now)),
+            when::format(now),
+        );
+        let ids: Vec<String> = self
+            .writes
+            .run(move |conn| {
+                conn.prepare_cached(
+                    "UPDATE orders SET lease_owner = ?1, lease_expires_at = ?2 \
+                     WHERE id IN (SELECT id FROM orders WHERE step <> 'done' AND lease_expires_at < ?3 \
+                                  ORDER BY lease_expires_at LIMIT ?4) \
+                     RETURNING id",
+                )?
+                .query_map(rusqlite::params![owner, until, now, i64::from(limit)], |row| {
+                    row.get(0)
+                })?
+                .collect()
+            })
+            .await?;
+        let mut orders = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(order) = self.find_order(order_id(&id)?).await? {
+                orders.push(order);
+            }
+        }
+        Ok(orders)
     }
 
     pub async fn claim_one(
@@ -512,33 +556,67 @@ impl SqliteStore {
         lease: &Lease,
         now: Timestamp,
     ) -> Result<Option<Order>, StoreError> {
-        let row = sqlx::query(&format!(
-            "UPDATE orders SET lease_owner = ?1, lease_expires_at = ?2 \
-             WHERE id = ?3 AND (step = 'done' OR lease_owner = ?1 OR lease_expires_at < ?4) \
-             RETURNING {ORDER_COLUMNS}"
-        ))
-        .bind(&lease.owner)
-        .bind(when::format(lease.expires_at(now)))
-        .bind(id.to_string())
-        .bind(when::format(now))
-        .fetch_optional(&self.writer)
-        .await?;
-        row.map(|r| order_row(&r)?.into_order()).transpose()
+        let (owner, until, text_id, now) = (
+            lease.owner.clone(),
+            when::format(lease.expires_at(now)),
+            id.to_string(),
+            when::format(now),
+        );
+        let claimed = self
+            .writes
+            .run(move |conn| {
+                conn.prepare_cached(
+                    "UPDATE orders SET lease_owner = ?1, lease_expires_at = ?2 \
+                     WHERE id = ?3 AND (step = 'done' OR lease_owner = ?1 OR lease_expires_at < ?4)",
+                )?
+                .execute(rusqlite::params![owner, until, text_id, now])
+            })
+            .await?;
+        if claimed == 0 {
+            return Ok(None);
+        }
+        self.find_order(id).await
     }
 }
 
-/// Binds one event's seven values (time, step, outcome, attempt, upstream status,
-/// duration, detail), in that order.
-fn bind_event<'q>(
-    query: sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments<'q>>,
-    event: &'q NewEvent,
-) -> sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments<'q>> {
-    query
-        .bind(when::format(event.at))
-        .bind(event.step)
-        .bind(event.outcome)
-        .bind(event.attempt.map(i64::from))
-        .bind(event.upstream_status.map(i64::from))
-        .bind(event.duration_ms.map(|d| d as i64))
-        .bind(event.detail.as_deref())
+/// An event's values, owned, for the writer thread.
+struct EventRow {
+    at: String,
+    step: &'static str,
+    outcome: &'static str,
+    attempt: Option<i64>,
+    upstream_status: Option<i64>,
+    duration_ms: Option<i64>,
+    detail: Option<String>,
+}
+
+impl EventRow {
+    fn of(event: &NewEvent) -> Self {
+        Self {
+            at: when::format(event.at),
+            step: event.step,
+            outcome: event.outcome,
+            attempt: event.attempt.map(i64::from),
+            upstream_status: event.upstream_status.map(i64::from),
+            duration_ms: event.duration_ms.map(|d| d as i64),
+            detail: event.detail.clone(),
+        }
+    }
+
+    fn insert(&self, conn: &rusqlite::Connection, order_id: &str) -> rusqlite::Result<usize> {
+        conn.prepare_cached(
+            "INSERT INTO order_events (order_id, at, step, outcome, attempt, upstream_status, duration_ms, detail) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        )?
+        .execute(rusqlite::params![
+            order_id,
+            self.at,
+            self.step,
+            self.outcome,
+            self.attempt,
+            self.upstream_status,
+            self.duration_ms,
+            self.detail,
+        ])
+    }
 }
