@@ -85,6 +85,7 @@ impl Application {
                 readiness: Arc::new(Readiness::default()),
                 metrics: metrics::install(),
                 order_wait: config.order_wait,
+                cache: Arc::default(),
             },
             store,
             shutdown_grace: config.shutdown_grace,

@@ -20,6 +20,7 @@ on_both_databases!(
     fifty_concurrent_requests_with_one_key_make_one_order,
     expired_key_starts_a_new_order,
     harmless_body_differences_are_the_same_request,
+    settled_answers_are_kept_in_memory,
 );
 
 async fn post_raw(
@@ -251,5 +252,32 @@ async fn harmless_body_differences_are_the_same_request(backend: Backend) {
     let again = app.post_order(&same, Some("k-3")).await;
     assert_eq!(again.status(), 201);
     assert_eq!(again.headers()["idempotent-replayed"], "true");
+    app.stop().await;
+}
+
+async fn settled_answers_are_kept_in_memory(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let first = app.post_order(&order_body(1), Some("mem-1")).await;
+    assert_eq!(first.status(), 201);
+    let first = first.bytes().await.unwrap();
+    let id = serde_json::from_slice::<serde_json::Value>(&first).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // Read once from the database, after which the settled order is remembered.
+    assert_eq!(app.get_order(&id).await.status(), 200);
+    app.state.saga.store().close().await;
+    let replay = app.post_order(&order_body(1), Some("mem-1")).await;
+    assert_eq!(replay.status(), 201, "replayed without the database");
+    assert_eq!(replay.headers()["idempotent-replayed"], "true");
+    assert_eq!(replay.bytes().await.unwrap(), first);
+    let other_body = app.post_order(&order_body(2), Some("mem-1")).await;
+    assert_eq!(
+        other_body.status(),
+        422,
+        "the fingerprint is checked from memory too"
+    );
+    let (status, order) = json_of(app.get_order(&id).await).await;
+    assert_eq!((status, order["status"].as_str()), (200, Some("completed")));
     app.stop().await;
 }

@@ -432,6 +432,11 @@ async fn unknown_reservation_is_resolved_by_an_operator(backend: Backend) {
         .unwrap();
     assert_eq!(missing.status(), 422);
 
+    // Read while it needs attention: not kept in memory, as it can still change.
+    assert_eq!(
+        app.get_json(&format!("/orders/{id}")).await.1["status"],
+        "needs_attention"
+    );
     let note = "released reservation by hand in the inventory console";
     let resolved = app
         .client
@@ -443,6 +448,10 @@ async fn unknown_reservation_is_resolved_by_an_operator(backend: Backend) {
     let (status, after) = json_of(resolved).await;
     assert_eq!(status, 200, "{after}");
     assert_eq!(after["status"], "cancelled");
+    assert_eq!(
+        app.get_json(&format!("/orders/{id}")).await.1["status"],
+        "cancelled"
+    );
     let steps = common::timeline_steps(&app, &id).await;
     assert!(has(&steps, "operator", "resolved"));
     let (_, timeline) = app.get_json(&format!("/orders/{id}/events")).await;

@@ -2,6 +2,7 @@
 //! observability, and the OpenAPI document built from the routes.
 
 mod body;
+mod cache;
 mod error;
 mod events;
 mod health;
@@ -43,6 +44,8 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     /// How long `POST /orders` waits for the saga before answering `202`.
     pub order_wait: Duration,
+    /// Answers that can no longer change (replays, settled orders).
+    pub cache: Arc<cache::AnswerCache>,
 }
 
 /// The routes and the OpenAPI document that describes them, from one definition.
@@ -80,14 +83,14 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// A JSON answer from an already serialized body.
-fn json_response(status: StatusCode, body: String) -> Response {
+fn json_response(status: StatusCode, body: impl Into<axum::body::Body>) -> Response {
     (
         status,
         [(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         )],
-        body,
+        body.into(),
     )
         .into_response()
 }

@@ -3,9 +3,11 @@
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
+use bytes::Bytes;
 use tower_http::request_id::RequestId;
 
 use super::body::JsonBytes;
+use super::cache::Replay;
 use super::idempotency::key_of;
 use super::observe::record_order_id;
 use super::order_view::{self, JsonAnswer};
@@ -68,19 +70,28 @@ pub async fn create(
         .and_then(|id| id.0.header_value().to_str().ok().map(str::to_owned))
         .unwrap_or_default();
 
+    // What a replay needs to be recognised later: the user, the key, the fingerprint.
+    let mut replayable = None;
     let order = match &key {
         None => {
             let order = Order::create(new);
             insert(&state, &order, None).await?;
             order
         }
-        Some(key) => match claim_key(&state, new, key).await? {
-            Claim::New(order) => *order,
-            Claim::Replay(response) => {
-                metrics::idempotency_replay();
-                return Ok(stored(response, true));
+        Some(key) => {
+            let fingerprint = Fingerprint::of(&new);
+            if let Some(first) = state.cache.replay(&new.user_id, key) {
+                return replay(&first, &fingerprint);
             }
-        },
+            let user = new.user_id.clone();
+            match claim_key(&state, new, key, &fingerprint).await? {
+                Claim::New(order) => {
+                    replayable = Some((user, key.clone(), fingerprint));
+                    *order
+                }
+                Claim::Replay(first) => return replay(&first, &fingerprint),
+            }
+        }
     };
 
     // The saga runs in its own task: a client that hangs up must not stop it half-way.
@@ -117,8 +128,20 @@ pub async fn create(
             .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("order {id} vanished")))?,
     };
     let response = match &order.response {
-        Some(response) if finished_or_settled(&order) => response.clone(),
-        _ => JsonAnswer.answer(&order),
+        Some(response) => {
+            if let Some((user, key, fingerprint)) = replayable {
+                let ttl = chrono::Duration::from_std(state.idempotency_ttl).unwrap_or_default();
+                let first = Replay {
+                    fingerprint,
+                    expires_at: order.created_at + ttl,
+                    response: response.clone(),
+                };
+                state.cache.remember_replay(&user, &key, first);
+            }
+            response.clone()
+        }
+        // Still running (or taken over): what stands now, answered 202.
+        None => JsonAnswer.answer(&order),
     };
     let mut response = stored(response, false);
     if let Ok(location) = HeaderValue::from_str(&format!("/orders/{id}")) {
@@ -127,9 +150,16 @@ pub async fn create(
     Ok(response)
 }
 
-/// Whether the order's stored answer is its final one (a run stopped and stored it).
-fn finished_or_settled(order: &Order) -> bool {
-    order.response.is_some()
+/// Answers a repeat of a key with its first answer, or refuses another body under it.
+fn replay(first: &Replay, fingerprint: &Fingerprint) -> Result<Response, ApiError> {
+    if first.fingerprint != *fingerprint {
+        metrics::idempotency_conflict("body_mismatch");
+        return Err(ApiError::KeyReused(
+            "This idempotency key was already used with a different request body".to_owned(),
+        ));
+    }
+    metrics::idempotency_replay();
+    Ok(stored(first.response.clone(), true))
 }
 
 /// `GET /orders/{id}`.
@@ -148,20 +178,25 @@ pub async fn get(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let id = order_id_of(&id)?;
+    if let Some(json) = state.cache.order(&id) {
+        return Ok(json_response(StatusCode::OK, json));
+    }
     let order = state
         .saga
         .store()
         .find_order(id)
         .await?
         .ok_or(ApiError::OrderNotFound)?;
-    Ok(json_response(StatusCode::OK, order_view::to_json(&order)))
+    let json = Bytes::from(order_view::to_json(&order));
+    state.cache.remember_order(&order, &json);
+    Ok(json_response(StatusCode::OK, json))
 }
 
 enum Claim {
     /// The key is ours: the order is stored and its saga may start.
     New(Box<Order>),
     /// The key answered before: replay that.
-    Replay(StoredResponse),
+    Replay(Replay),
 }
 
 /// Stores the order under `key`, or finds out what the key already means.
@@ -169,8 +204,8 @@ async fn claim_key(
     state: &AppState,
     new: NewOrder,
     key: &IdempotencyKey,
+    fingerprint: &Fingerprint,
 ) -> Result<Claim, ApiError> {
-    let fingerprint = Fingerprint::of(&new);
     let user = new.user_id.clone();
     let order = Order::create(new);
     let store = state.saga.store();
@@ -180,7 +215,7 @@ async fn claim_key(
             .unwrap_or(chrono::Duration::hours(24));
         let new_key = NewKey {
             key,
-            fingerprint: &fingerprint,
+            fingerprint,
             expires_at: order.created_at + ttl,
         };
         match insert(state, &order, Some(new_key)).await {
@@ -197,14 +232,24 @@ async fn claim_key(
             continue;
         }
         record_order_id(&record.order_id);
-        if record.fingerprint != fingerprint {
-            metrics::idempotency_conflict("body_mismatch");
-            return Err(ApiError::KeyReused(
-                "This idempotency key was already used with a different request body".to_owned(),
-            ));
-        }
         return match record.response {
-            Some(response) => Ok(Claim::Replay(response)),
+            Some(response) => {
+                let first = Replay {
+                    fingerprint: record.fingerprint,
+                    expires_at: record.expires_at,
+                    response,
+                };
+                // Remembered whatever this request's body: the first answer is fixed.
+                state.cache.remember_replay(&user, key, first.clone());
+                Ok(Claim::Replay(first))
+            }
+            None if record.fingerprint != *fingerprint => {
+                metrics::idempotency_conflict("body_mismatch");
+                Err(ApiError::KeyReused(
+                    "This idempotency key was already used with a different request body"
+                        .to_owned(),
+                ))
+            }
             None => {
                 metrics::idempotency_conflict("in_progress");
                 Err(ApiError::KeyInProgress)
