@@ -84,6 +84,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let store = Store::open(&StoreSettings {
                 url: url.expose().to_owned(),
                 max_connections: 1,
+                sqlite_synchronous: Default::default(),
             })
             .await
             .with_context(|| format!("migrating {}", url.redacted()))?;

@@ -8,6 +8,7 @@ use std::time::Duration;
 use clap::{ArgAction, Args};
 
 use crate::downstream::{BreakerSettings, DownstreamSettings, RetryPolicy};
+use crate::store::SqliteSynchronous;
 
 /// Everything `serve` can be told; `dev` takes the same.
 #[derive(Args, Clone, Debug)]
@@ -55,6 +56,10 @@ pub struct ServeArgs {
     /// Largest number of database connections (SQLite: readers; there is one writer).
     #[arg(long, env = "DATABASE_MAX_CONNECTIONS", default_value_t = 16, value_parser = ms_parser("DATABASE_MAX_CONNECTIONS", 1, 1000))]
     pub database_max_connections: u64,
+    /// SQLite only: `normal` (a committed order survives a killed process) or `full` (it
+    /// also survives a power loss, at an fsync per commit).
+    #[arg(long, env = "SQLITE_SYNCHRONOUS", default_value = "normal", value_parser = sqlite_synchronous_parser)]
+    pub sqlite_synchronous: SqliteSynchronous,
     /// How long a process owns a saga it drives without saving progress, in seconds.
     #[arg(long, env = "SAGA_LEASE_SECS", default_value_t = 30, value_parser = ms_parser("SAGA_LEASE_SECS", 1, 3600))]
     pub saga_lease_secs: u64,
@@ -186,6 +191,16 @@ fn bool_parser(var: &'static str) -> impl Fn(&str) -> Result<bool, String> + Clo
     }
 }
 
+fn sqlite_synchronous_parser(value: &str) -> Result<SqliteSynchronous, String> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "normal" => Ok(SqliteSynchronous::Normal),
+        "full" => Ok(SqliteSynchronous::Full),
+        _ => Err(format!(
+            "SQLITE_SYNCHRONOUS must be normal or full, got '{value}'"
+        )),
+    }
+}
+
 fn ms_parser(
     var: &'static str,
     min: u64,
@@ -208,6 +223,7 @@ fn ms_parser(
 pub struct Config {
     pub database_url: DatabaseUrl,
     pub database_max_connections: u32,
+    pub sqlite_synchronous: SqliteSynchronous,
     pub downstream: DownstreamSettings,
     pub retry: RetryPolicy,
     pub idempotency_ttl: Duration,
@@ -240,6 +256,7 @@ impl Config {
         Self {
             database_url: args.database_url.clone().unwrap_or(default_db),
             database_max_connections: args.database_max_connections as u32,
+            sqlite_synchronous: args.sqlite_synchronous,
             downstream: DownstreamSettings {
                 inventory_url: args.inventory_url.clone(),
                 payment_url: args.payment_url.clone(),
@@ -307,6 +324,20 @@ mod tests {
                 .unwrap_err()
                 .starts_with("RETRY_ATTEMPTS")
         );
+    }
+
+    #[test]
+    fn sqlite_synchronous_is_normal_or_full() {
+        assert_eq!(
+            sqlite_synchronous_parser(" FULL ").unwrap(),
+            SqliteSynchronous::Full
+        );
+        assert_eq!(
+            sqlite_synchronous_parser("normal").unwrap(),
+            SqliteSynchronous::Normal
+        );
+        let error = sqlite_synchronous_parser("off").unwrap_err();
+        assert!(error.starts_with("SQLITE_SYNCHRONOUS"), "{error}");
     }
 
     #[test]

@@ -49,6 +49,7 @@ impl Application {
         let store = Store::open(&StoreSettings {
             url: config.database_url.expose().to_owned(),
             max_connections: config.database_max_connections,
+            sqlite_synchronous: config.sqlite_synchronous,
         })
         .await
         .with_context(|| format!("opening the database {}", config.database_url.redacted()))?;

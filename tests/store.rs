@@ -27,6 +27,7 @@ async fn open(backend: &Backend, dir: &tempfile::TempDir) -> Store {
     Store::open(&StoreSettings {
         url,
         max_connections: 2,
+        sqlite_synchronous: Default::default(),
     })
     .await
     .unwrap()

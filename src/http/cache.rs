@@ -15,9 +15,9 @@ use crate::domain::order::{Order, OrderStatus};
 use crate::domain::when::{self, Timestamp};
 
 /// Bytes of answers each cache may hold.
-const BUDGET_BYTES: u64 = 8 * 1024 * 1024;
+const BUDGET_BYTES: u64 = 4 * 1024 * 1024;
 /// A guess of entries per cache, for sizing its tables.
-const ESTIMATED_ENTRIES: usize = 8 * 1024;
+const ESTIMATED_ENTRIES: usize = 4 * 1024;
 
 /// The first answer to an idempotency key, as stored with its order.
 #[derive(Clone, Debug)]

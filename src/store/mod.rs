@@ -114,6 +114,30 @@ pub enum Store {
 pub struct StoreSettings {
     pub url: String,
     pub max_connections: u32,
+    /// How hard an SQLite commit is pushed to disk; PostgreSQL ignores it.
+    pub sqlite_synchronous: SqliteSynchronous,
+}
+
+/// SQLite's `synchronous` setting for the orders file (WAL mode either way).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SqliteSynchronous {
+    /// A commit is in the operating system's hands: it survives a killed process, not a
+    /// power loss (the last commits before it may be lost). The default.
+    #[default]
+    Normal,
+    /// A commit is synced to the disk: it also survives a power loss, at an `fsync` per
+    /// committed batch.
+    Full,
+}
+
+impl SqliteSynchronous {
+    /// The value of `PRAGMA synchronous`.
+    pub fn pragma_value(self) -> &'static str {
+        match self {
+            Self::Normal => "NORMAL",
+            Self::Full => "FULL",
+        }
+    }
 }
 
 impl Store {
@@ -122,7 +146,14 @@ impl Store {
         let store = if settings.url.starts_with("postgres") {
             Self::Postgres(PgStore::connect(&settings.url, settings.max_connections).await?)
         } else {
-            Self::Sqlite(SqliteStore::connect(&settings.url, settings.max_connections).await?)
+            Self::Sqlite(
+                SqliteStore::connect(
+                    &settings.url,
+                    settings.max_connections,
+                    settings.sqlite_synchronous,
+                )
+                .await?,
+            )
         };
         store.migrate().await?;
         Ok(store)

@@ -15,10 +15,14 @@ use std::time::Duration;
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
-use super::StoreError;
+use super::{SqliteSynchronous, StoreError};
 
 /// Most writes committed together.
 const MAX_BATCH: usize = 256;
+/// How often the checkpoint thread copies the WAL into the database file.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
+/// WAL size (pages) at which the writer checkpoints by itself: a backstop, about 40 MiB.
+const WRITER_CHECKPOINT_PAGES: i64 = 4_000;
 
 /// What a job leaves to do once its batch committed (`Ok`) or failed (`Err` with why).
 type Settle = Box<dyn FnOnce(Result<(), String>) + Send>;
@@ -34,28 +38,39 @@ pub(super) struct Writer {
 
 impl Writer {
     /// Opens the write connection on `path` and starts the thread.
-    pub fn start(path: &Path) -> Result<Self, StoreError> {
+    pub fn start(path: &Path, synchronous: SqliteSynchronous) -> Result<Self, StoreError> {
         let conn = Connection::open(path)?;
-        // WAL and NORMAL as for the readers: a commit survives a killed process; FULL
-        // would also survive power loss, at an fsync per commit.
+        // WAL; NORMAL (the default) makes a commit survive a killed process, FULL also a
+        // power loss, at an fsync per batch.
         conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "synchronous", synchronous.pragma_value())?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         // Each write runs in a savepoint; its sub-journal stays in memory instead of a
         // temporary file written per page.
         conn.pragma_update(None, "temp_store", "MEMORY")?;
-        // 16 MiB of page cache: the recent orders and their index pages stay hot.
-        conn.pragma_update(None, "cache_size", -16_384)?;
+        // 8 MiB of page cache: the recent orders and their index pages stay hot.
+        conn.pragma_update(None, "cache_size", -8_192)?;
         conn.busy_timeout(Duration::from_secs(5))?;
         conn.set_prepared_statement_cache_capacity(64);
+        // Checkpoints run on their own thread (below); the writer checkpoints itself only
+        // if that thread falls far behind, so the WAL stays bounded either way.
+        conn.pragma_update(None, "wal_autocheckpoint", WRITER_CHECKPOINT_PAGES)?;
+        let checkpointer = Connection::open(path)?;
+        checkpointer.busy_timeout(Duration::from_secs(5))?;
         let (sender, receiver) = mpsc::unbounded_channel();
         std::thread::Builder::new()
             .name("sqlite-writer".to_owned())
             .spawn(move || serve(conn, receiver))
             .map_err(|e| StoreError::Corrupt(format!("cannot start the SQLite writer: {e}")))?;
-        Ok(Self {
-            jobs: Arc::new(Mutex::new(Some(sender))),
-        })
+        let jobs = Arc::new(Mutex::new(Some(sender)));
+        let open = Arc::downgrade(&jobs);
+        std::thread::Builder::new()
+            .name("sqlite-checkpoint".to_owned())
+            .spawn(move || checkpoint_while_open(checkpointer, open))
+            .map_err(|e| {
+                StoreError::Corrupt(format!("cannot start the SQLite checkpointer: {e}"))
+            })?;
+        Ok(Self { jobs })
     }
 
     /// Stops taking writes; queued ones are still applied.
@@ -120,25 +135,24 @@ fn serve(conn: Connection, mut jobs: mpsc::UnboundedReceiver<Job>) {
                 Err(_) => break,
             }
         }
-        let begun = conn
-            .execute_batch("BEGIN IMMEDIATE")
-            .map_err(|e| e.to_string());
+        let begun = run_cached(&conn, "BEGIN IMMEDIATE").map_err(|e| e.to_string());
         let mut settles = Vec::with_capacity(batch.len());
         for job in batch.drain(..) {
             match &begun {
                 Ok(()) => {
-                    let saved = conn.execute_batch("SAVEPOINT job");
+                    let saved = run_cached(&conn, "SAVEPOINT job");
                     let (ok, settle) = match &saved {
                         Ok(()) => job(Ok(&conn)),
                         Err(e) => job(Err(&e.to_string())),
                     };
                     if saved.is_ok() {
                         let end = if ok {
-                            "RELEASE job"
+                            run_cached(&conn, "RELEASE job")
                         } else {
-                            "ROLLBACK TO job; RELEASE job"
+                            run_cached(&conn, "ROLLBACK TO job")
+                                .and_then(|()| run_cached(&conn, "RELEASE job"))
                         };
-                        if let Err(error) = conn.execute_batch(end) {
+                        if let Err(error) = end {
                             tracing::error!(%error, "ending a write's savepoint failed");
                         }
                     }
@@ -147,8 +161,7 @@ fn serve(conn: Connection, mut jobs: mpsc::UnboundedReceiver<Job>) {
                 Err(why) => settles.push(job(Err(why)).1),
             }
         }
-        let committed =
-            begun.and_then(|()| conn.execute_batch("COMMIT").map_err(|e| e.to_string()));
+        let committed = begun.and_then(|()| run_cached(&conn, "COMMIT").map_err(|e| e.to_string()));
         if committed.is_err()
             && !conn.is_autocommit()
             && let Err(error) = conn.execute_batch("ROLLBACK")
@@ -161,13 +174,44 @@ fn serve(conn: Connection, mut jobs: mpsc::UnboundedReceiver<Job>) {
     }
 }
 
+/// Copies the WAL back into the database file every [`CHECKPOINT_EVERY`] until the writer
+/// closes. Why a thread: a checkpoint writes and syncs the file, which on the writer's
+/// thread stalled every write queued behind it; `PASSIVE` never blocks the writer.
+fn checkpoint_while_open(
+    conn: Connection,
+    open: std::sync::Weak<Mutex<Option<mpsc::UnboundedSender<Job>>>>,
+) {
+    loop {
+        std::thread::sleep(CHECKPOINT_EVERY);
+        let still_open = open.upgrade().is_some_and(|jobs| {
+            jobs.lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .is_some()
+        });
+        if !still_open {
+            return;
+        }
+        let done = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+        if let Err(error) = done {
+            tracing::warn!(%error, "SQLite checkpoint failed; the writer checkpoints by itself");
+        }
+    }
+}
+
+/// Runs a statement from the connection's prepared-statement cache: the transaction and
+/// savepoint statements run several times per batch, and parsing them each time cost
+/// more than running them.
+fn run_cached(conn: &Connection, sql: &str) -> Result<(), rusqlite::Error> {
+    conn.prepare_cached(sql)?.execute([]).map(drop)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     async fn writer_with_table() -> (tempfile::TempDir, Writer) {
         let dir = tempfile::tempdir().unwrap();
-        let writer = Writer::start(&dir.path().join("w.db")).unwrap();
+        let writer = Writer::start(&dir.path().join("w.db"), SqliteSynchronous::Full).unwrap();
         writer
             .run(|conn| conn.execute_batch("CREATE TABLE t (n INTEGER PRIMARY KEY)"))
             .await

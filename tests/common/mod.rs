@@ -167,6 +167,7 @@ impl TestApp {
         let config = Config {
             database_url: parse_db(&database_url),
             database_max_connections: 8,
+            sqlite_synchronous: Default::default(),
             downstream: DownstreamSettings {
                 inventory_url: inventory_url.clone(),
                 payment_url: payment_url.clone(),
