@@ -21,7 +21,7 @@ use super::{SqliteSynchronous, StoreError};
 const MAX_BATCH: usize = 256;
 /// How often the checkpoint thread copies the WAL into the database file.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
-/// WAL size (pages) at which the writer checkpoints by itself: a backstop, about 40 MiB.
+/// WAL size (pages) at which the writer checkpoints by itself: a backstop, about 16 MiB.
 const WRITER_CHECKPOINT_PAGES: i64 = 4_000;
 
 /// What a job leaves to do once its batch committed (`Ok`) or failed (`Err` with why).
