@@ -31,6 +31,8 @@ from typing import Any, Callable
 import helm_python as helm
 import yaml
 
+from report import Report
+
 RELEASE = "order-service"
 NAMESPACE = "order-service-ci"
 # Oldest (Chart.yaml kubeVersion) and newest Kubernetes the manifests are validated for.
@@ -78,23 +80,6 @@ RECOMMENDED_LABELS = (
     "app.kubernetes.io/managed-by",
     "helm.sh/chart",
 )
-
-
-class Report:
-    """Collects pass/fail lines."""
-
-    def __init__(self) -> None:
-        self.passed = 0
-        self.failed: list[str] = []
-
-    def check(self, name: str, ok: bool, detail: str = "") -> bool:
-        if ok:
-            self.passed += 1
-            print(f"  ok    {name}" + (f"  ({detail})" if detail else ""))
-        else:
-            self.failed.append(name)
-            print(f"  FAIL  {name}" + (f"\n        {detail}" if detail else ""))
-        return ok
 
 
 def dig(values: dict[str, Any], dotted: str) -> Any:

@@ -40,6 +40,8 @@ from typing import Any
 
 import yaml
 
+from report import Report
+
 # Standard names the binary reads through libraries rather than clap, so they are not in
 # --help: the tracing filter and OpenTelemetry's SDK variables.
 ALLOWED_STANDARD = re.compile(r"^(RUST_LOG|OTEL_[A-Z0-9_]+)$")
@@ -66,22 +68,14 @@ def on_signal(signum: int, _frame: Any) -> None:
     sys.exit(128 + signum)
 
 
-class Report:
+class DriftReport(Report):
+    """The pass/fail lines, plus the names and paths that drifted, for the summary."""
+
     def __init__(self) -> None:
-        self.passed = 0
-        self.failed: list[str] = []
+        super().__init__()
         self.missing_names: set[str] = set()  # set by the chart, not read by the binary
         self.unset_names: set[str] = set()  # read by the binary, no chart value
         self.bad_paths: dict[str, set[str]] = {}  # path -> what it answered
-
-    def check(self, name: str, ok: bool, detail: str = "") -> bool:
-        if ok:
-            self.passed += 1
-            print(f"  ok    {name}" + (f"  ({detail})" if detail else ""))
-        else:
-            self.failed.append(name)
-            print(f"  FAIL  {name}" + (f"\n        {detail}" if detail else ""))
-        return ok
 
 
 class Binary:
@@ -206,7 +200,7 @@ def deployments(rendered: Path) -> dict[str, dict[str, Any]]:
     return found
 
 
-def check_names(report: Report, binary: Binary, per_case: dict[str, dict[str, Any]]) -> None:
+def check_names(report: DriftReport, binary: Binary, per_case: dict[str, dict[str, Any]]) -> None:
     print("environment variable names")
     set_by_chart: dict[str, dict[str, set[str]]] = {}  # subcommand -> name -> cases
     for case, found in per_case.items():
@@ -255,7 +249,7 @@ def check_names(report: Report, binary: Binary, per_case: dict[str, dict[str, An
     )
 
 
-def check_port(report: Report, binary: Binary, per_case: dict[str, dict[str, Any]]) -> None:
+def check_port(report: DriftReport, binary: Binary, per_case: dict[str, dict[str, Any]]) -> None:
     print("container port")
     default = binary.default_port()
     for case, found in per_case.items():
@@ -294,7 +288,7 @@ def port_number(c: dict[str, Any], port: Any) -> int:
     return next(p["containerPort"] for p in c["ports"] if p.get("name") == port)
 
 
-def check_serve(report: Report, binary: Binary, case: str, dep: dict[str, Any], c: dict[str, Any], monitors: list[dict[str, Any]], work: Path) -> None:
+def check_serve(report: DriftReport, binary: Binary, case: str, dep: dict[str, Any], c: dict[str, Any], monitors: list[dict[str, Any]], work: Path) -> None:
     run_dir = work / f"{case}-{c['name']}"
     run_dir.mkdir()
     port = free_port()
@@ -351,7 +345,7 @@ def check_serve(report: Report, binary: Binary, case: str, dep: dict[str, Any], 
     )
 
 
-def check_sandbox(report: Report, binary: Binary, case: str, c: dict[str, Any], work: Path) -> None:
+def check_sandbox(report: DriftReport, binary: Binary, case: str, c: dict[str, Any], work: Path) -> None:
     args = list(c.get("args") or [])
     try:
         base_port = int(args[args.index("--port") + 1])
@@ -396,7 +390,7 @@ def main() -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
 
-    report = Report()
+    report = DriftReport()
     binary = Binary(binary_path)
     per_case = deployments(rendered)
     check_names(report, binary, per_case)
