@@ -505,17 +505,7 @@ async fn slow_saga_answers_202_and_a_replay_returns_the_final_answer(backend: Ba
 }
 
 async fn open_breaker_refuses_new_orders_before_any_side_effect(backend: Backend) {
-    let app = TestApp::spawn_with(
-        backend,
-        Options {
-            breaker: order_service::downstream::BreakerSettings {
-                failure_threshold: 2,
-                cooldown: Duration::from_millis(800),
-            },
-            ..Options::default()
-        },
-    )
-    .await;
+    let app = TestApp::spawn_with(backend, with_breaker(2, Duration::from_millis(800))).await;
     app.fault(
         "payment",
         json!({"endpoint": "POST /payments", "errorRate": 1.0, "errorStatus": 503}),
@@ -640,17 +630,7 @@ async fn a_step_longer_than_the_lease_keeps_it(backend: Backend) {
 }
 
 async fn an_open_breaker_pauses_a_running_saga_instead_of_failing_it(backend: Backend) {
-    let app = TestApp::spawn_with(
-        backend,
-        Options {
-            breaker: order_service::downstream::BreakerSettings {
-                failure_threshold: 2,
-                cooldown: Duration::from_millis(700),
-            },
-            ..Options::default()
-        },
-    )
-    .await;
+    let app = TestApp::spawn_with(backend, with_breaker(2, Duration::from_millis(700))).await;
     // An order stopped before its payment, as a crashed process leaves it.
     let mut order = common::new_order(1);
     let reservation = reserve_in_sandbox(&app, &order).await;
@@ -715,12 +695,8 @@ async fn undeliverable_addresses_do_not_open_the_shipping_breaker(backend: Backe
     let app = TestApp::spawn_with(
         backend,
         Options {
-            breaker: order_service::downstream::BreakerSettings {
-                failure_threshold: 2,
-                cooldown: Duration::from_secs(30),
-            },
             retry: order_service::downstream::RetryPolicy::none(),
-            ..Options::default()
+            ..with_breaker(2, Duration::from_secs(30))
         },
     )
     .await;
@@ -874,5 +850,17 @@ mod replicas {
         if let Some(sandbox) = a_sandbox {
             sandbox.shutdown().await;
         }
+    }
+}
+
+/// Test options with a circuit breaker that opens after `failure_threshold` failed calls
+/// and stays open for `cooldown`.
+fn with_breaker(failure_threshold: u32, cooldown: Duration) -> Options {
+    Options {
+        breaker: order_service::downstream::BreakerSettings {
+            failure_threshold,
+            cooldown,
+        },
+        ..Options::default()
     }
 }
