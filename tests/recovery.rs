@@ -24,6 +24,9 @@ on_both_databases!(
     crash_after_payment_taken_repeats_the_same_payment,
     crash_after_shipment_created_finds_it_instead_of_posting_again,
     past_the_deadline_a_crashed_order_is_compensated,
+    crash_before_the_deferred_save_finishes_from_what_the_services_know,
+    past_the_deadline_a_shipped_order_is_finished_not_undone,
+    past_the_deadline_a_paid_unshipped_order_is_refunded,
     a_live_lease_is_not_taken,
     failed_compensation_is_retried_by_a_later_pass,
     compensation_failing_too_often_needs_attention_then_operator_retry,
@@ -32,6 +35,7 @@ on_both_databases!(
     open_breaker_refuses_new_orders_before_any_side_effect,
     sigterm_lets_in_flight_sagas_finish,
     a_step_longer_than_the_lease_keeps_it,
+    a_run_whose_lease_was_taken_stops_before_its_next_call,
     an_open_breaker_pauses_a_running_saga_instead_of_failing_it,
     undeliverable_addresses_do_not_open_the_shipping_breaker,
 );
@@ -69,6 +73,34 @@ async fn reserve_in_sandbox(app: &TestApp, order: &Order) -> ReservationId {
         .await
         .unwrap();
     ReservationId::from(answer["id"].as_str().unwrap().to_owned())
+}
+
+/// Takes the order's payment in the sandbox, as the dead process did.
+async fn charge_in_sandbox(app: &TestApp, order: &Order) {
+    let charged = app
+        .client
+        .post(format!("{}/payments", app.sandbox().payment_url))
+        .json(&json!({"id": order.payment_id.as_str(), "order_id": order.id.to_string(), "amount": 10.5, "status": "pending"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(charged.status(), 201);
+}
+
+/// Creates the order's shipment in the sandbox, as the dead process did.
+async fn ship_in_sandbox(app: &TestApp, order: &Order) {
+    let created = app
+        .client
+        .post(format!("{}/shipments", app.sandbox().shipping_url))
+        .json(
+            &json!({"id": order.shipment_id.as_str(), "order_id": order.id.to_string(),
+                      "address": {"line1": "x", "city": "y", "country": "IN", "postalCode": "1"},
+                      "items": [], "status": "created"}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
 }
 
 async fn recover(app: &TestApp) -> order_service::saga::recovery::PassReport {
@@ -173,14 +205,7 @@ async fn crash_after_payment_taken_repeats_the_same_payment(backend: Backend) {
     let reservation = reserve_in_sandbox(&app, &order).await;
     order.reserved(reservation);
     // The dead process's payment went through; its answer was lost with the process.
-    let charged = app
-        .client
-        .post(format!("{}/payments", app.sandbox().payment_url))
-        .json(&json!({"id": order.payment_id.as_str(), "order_id": order.id.to_string(), "amount": 10.5, "status": "pending"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(charged.status(), 201);
+    charge_in_sandbox(&app, &order).await;
     leave_as_crashed(&app, &order).await;
     assert_eq!(recover(&app).await.settled, 1);
     assert_eq!(order_json(&app, &order).await["status"], "completed");
@@ -200,18 +225,7 @@ async fn crash_after_shipment_created_finds_it_instead_of_posting_again(backend:
     let reservation = reserve_in_sandbox(&app, &order).await;
     order.reserved(reservation);
     order.paid("completed".into());
-    let created = app
-        .client
-        .post(format!("{}/shipments", app.sandbox().shipping_url))
-        .json(
-            &json!({"id": order.shipment_id.as_str(), "order_id": order.id.to_string(),
-                      "address": {"line1": "x", "city": "y", "country": "IN", "postalCode": "1"},
-                      "items": [], "status": "created"}),
-        )
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(created.status(), 201);
+    ship_in_sandbox(&app, &order).await;
     leave_as_crashed(&app, &order).await;
     assert_eq!(recover(&app).await.settled, 1);
     assert_eq!(order_json(&app, &order).await["status"], "completed");
@@ -255,9 +269,137 @@ async fn past_the_deadline_a_crashed_order_is_compensated(backend: Backend) {
         "no charge past the deadline"
     );
     assert_eq!(
-        payments.calls["POST /payments/{id}/refund"], 1,
-        "a charge the dead process may have made is refunded"
+        payments.calls["GET /payments/{id}"], 1,
+        "whether the dead process charged is looked up"
     );
+    assert_eq!(
+        payments.calls["POST /payments/{id}/refund"], 0,
+        "nothing was charged, so nothing is refunded"
+    );
+    app.stop().await;
+}
+
+/// The last save was after the reserve (payment and shipment saves are deferred), but the
+/// dead process had paid, shipped and committed: recovery learns all that again from the
+/// services instead of charging, shipping or compensating.
+async fn crash_before_the_deferred_save_finishes_from_what_the_services_know(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let mut order = common::new_order(1);
+    let reservation = reserve_in_sandbox(&app, &order).await;
+    order.reserved(reservation.clone());
+    charge_in_sandbox(&app, &order).await;
+    ship_in_sandbox(&app, &order).await;
+    let committed = app
+        .client
+        .post(format!(
+            "{}/reservations/{}/commit",
+            app.sandbox().inventory_url,
+            reservation.as_str()
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(committed.status(), 200);
+    leave_as_crashed(&app, &order).await;
+
+    assert_eq!(recover(&app).await.settled, 1);
+    let body = order_json(&app, &order).await;
+    assert_eq!(body["status"], "completed", "{body}");
+    let payments = app.payments().await;
+    assert_eq!(
+        payments.payments.len(),
+        1,
+        "the same payment, not a second one"
+    );
+    assert_eq!(payments.calls["POST /payments/{id}/refund"], 0);
+    let shipments = app.shipments().await;
+    assert_eq!(
+        shipments.calls["POST /shipments"], 1,
+        "the shipment is looked up, not posted again"
+    );
+    assert_eq!(shipments.calls["GET /shipments/{id}"], 1);
+    let inventory = app.inventory().await;
+    assert_eq!(
+        inventory.reservations[0].status,
+        ReservationStatus::Committed
+    );
+    assert_eq!(inventory.stock["SKU-001"], 99, "stock stays taken");
+    app.stop().await;
+}
+
+/// Past the deadline, a payment the dead process took is found, and so is its shipment:
+/// the order is complete, not undone.
+async fn past_the_deadline_a_shipped_order_is_finished_not_undone(backend: Backend) {
+    let app = TestApp::spawn_with(
+        backend,
+        Options {
+            order_deadline: Duration::from_secs(1),
+            ..Options::default()
+        },
+    )
+    .await;
+    let mut order = common::new_order(1);
+    let reservation = reserve_in_sandbox(&app, &order).await;
+    order.reserved(reservation);
+    order.created_at = when::now() - chrono::Duration::seconds(5);
+    charge_in_sandbox(&app, &order).await;
+    ship_in_sandbox(&app, &order).await;
+    leave_as_crashed(&app, &order).await;
+
+    assert_eq!(recover(&app).await.settled, 1);
+    let body = order_json(&app, &order).await;
+    assert_eq!(body["status"], "completed", "{body}");
+    let payments = app.payments().await;
+    assert_eq!(
+        payments.calls["POST /payments"], 1,
+        "only the dead process's"
+    );
+    assert_eq!(payments.calls["POST /payments/{id}/refund"], 0);
+    let shipments = app.shipments().await;
+    assert_eq!(
+        shipments.calls["POST /shipments"], 1,
+        "only the dead process's"
+    );
+    assert_eq!(
+        app.inventory().await.reservations[0].status,
+        ReservationStatus::Committed
+    );
+    app.stop().await;
+}
+
+/// Past the deadline, a payment found taken but no shipment: refund and release.
+async fn past_the_deadline_a_paid_unshipped_order_is_refunded(backend: Backend) {
+    let app = TestApp::spawn_with(
+        backend,
+        Options {
+            order_deadline: Duration::from_secs(1),
+            ..Options::default()
+        },
+    )
+    .await;
+    let mut order = common::new_order(1);
+    let reservation = reserve_in_sandbox(&app, &order).await;
+    order.reserved(reservation);
+    order.created_at = when::now() - chrono::Duration::seconds(5);
+    charge_in_sandbox(&app, &order).await;
+    leave_as_crashed(&app, &order).await;
+
+    assert_eq!(recover(&app).await.settled, 1);
+    let body = order_json(&app, &order).await;
+    assert_eq!(body["status"], "failed_shipping", "{body}");
+    let payments = app.payments().await;
+    assert_eq!(payments.payments[0].status, "refunded");
+    let shipments = app.shipments().await;
+    assert_eq!(
+        shipments.calls["POST /shipments"], 0,
+        "no shipment past the deadline"
+    );
+    let inventory = app.inventory().await;
+    assert_eq!(
+        inventory.reservations[0].status,
+        ReservationStatus::Released
+    );
+    assert_eq!(inventory.stock["SKU-001"], 100);
     app.stop().await;
 }
 
@@ -626,6 +768,52 @@ async fn a_step_longer_than_the_lease_keeps_it(backend: Backend) {
     let answer = order.await.unwrap().unwrap();
     assert_eq!(answer.status(), 201);
     assert_eq!(app.payments().await.calls["POST /payments"], 1);
+    app.stop().await;
+}
+
+/// With the payment's save deferred, nothing but the lease tells a run that another process
+/// took the order over: it must stop before the shipment, not race the new owner.
+async fn a_run_whose_lease_was_taken_stops_before_its_next_call(backend: Backend) {
+    let app = TestApp::spawn_with(
+        backend,
+        Options {
+            saga_lease: Duration::from_millis(600),
+            timeout: Duration::from_secs(5),
+            ..Options::default()
+        },
+    )
+    .await;
+    app.fault(
+        "payment",
+        json!({"endpoint": "POST /payments", "latencyMs": 1500}),
+    )
+    .await;
+    let client = app.client.clone();
+    let url = format!("{}/orders", app.address);
+    let answer = tokio::spawn(async move { client.post(url).json(&order_body(1)).send().await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Another process takes the order, as if its clock said the lease had run out.
+    let other = Lease {
+        owner: "another-process".to_owned(),
+        ttl: Duration::from_secs(60),
+    };
+    let later = when::now() + chrono::Duration::minutes(10);
+    let taken = app
+        .state
+        .saga
+        .store()
+        .claim_expired(&other, later, 10)
+        .await
+        .unwrap();
+    assert_eq!(taken.len(), 1);
+    let answer = answer.await.unwrap().unwrap();
+    assert_eq!(answer.status(), 202, "the new owner will finish it");
+    assert_eq!(app.payments().await.calls["POST /payments"], 1);
+    assert_eq!(
+        app.shipments().await.calls["POST /shipments"],
+        0,
+        "the run stopped before shipping"
+    );
     app.stop().await;
 }
 

@@ -78,6 +78,25 @@ impl PaymentClient {
             .await
     }
 
+    /// `GET /payments/{id}`: `None` when the service has no such payment (nothing was
+    /// charged under this id).
+    pub async fn find(
+        &self,
+        id: &PaymentId,
+        ctx: &CallContext,
+    ) -> Result<Option<PaymentRecord>, CallError> {
+        let path = format!("/payments/{}", path_segment(id.as_str()));
+        match self
+            .client
+            .send_json::<(), PaymentRecord>(Method::GET, &path, None, "payment-lookup", ctx)
+            .await
+        {
+            Ok(record) => Ok(Some(record)),
+            Err(CallError::Status { status: 404, .. }) => Ok(None),
+            Err(error) => Err(error),
+        }
+    }
+
     /// `POST /payments/{id}/refund`: idempotent; `404` means there was no charge.
     pub async fn refund(
         &self,

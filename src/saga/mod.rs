@@ -1,8 +1,10 @@
 //! Drives an order through its saga: reserve -> pay -> ship -> commit, or backwards
-//! through the compensations. Every step's result is saved (with its events) before the
-//! next call, under a lease, so a run that stops — crash, lease expiry, a compensation that
-//! keeps failing — is resumed later by any process ([`recovery`]).
+//! through the compensations. Progress is saved (with its events) under a lease, so a run
+//! that stops — crash, lease expiry, a compensation that keeps failing — is resumed later
+//! by any process ([`recovery`]). A step's result is saved before the next call unless a
+//! resumed run can learn it again from the service itself ([`checkpoint`]).
 
+mod checkpoint;
 mod commit;
 mod compensation;
 mod events;
@@ -21,7 +23,7 @@ use tracing::Instrument;
 use crate::domain::idempotency::StoredResponse;
 use crate::domain::ids::OrderId;
 use crate::domain::order::{Failure, FailureKind, Order, OrderStatus, Step};
-use crate::domain::progress::{Effect, SagaStep};
+use crate::domain::progress::SagaStep;
 use crate::domain::when;
 use crate::downstream::{CallContext, CallError, Downstream, RetryPolicy};
 use crate::store::{Lease, NewEvent, Store, StoreError};
@@ -137,7 +139,7 @@ impl Saga {
     }
 
     /// Runs the order's saga until it is settled or cannot progress now (a compensation or
-    /// the reservation commit keeps failing), saving after every step. `first_events` are
+    /// the reservation commit keeps failing), saving progress where [`checkpoint`] says. `first_events` are
     /// written with the first save. Returns the order as last saved.
     pub async fn drive(
         &self,
@@ -170,7 +172,9 @@ impl Saga {
                 let work = async {
                     match step {
                         SagaStep::Reserve => reserve::run(self, &mut order, &ctx, resumed).await,
-                        SagaStep::Pay if deadline_passed => past_deadline(&mut order, resumed),
+                        SagaStep::Pay if deadline_passed => {
+                            payment::look_up_only(self, &mut order, &ctx).await
+                        }
                         SagaStep::Pay => payment::run(self, &mut order, &ctx).await,
                         SagaStep::Ship => {
                             shipment::run(self, &mut order, &ctx, resumed, deadline_passed).await
@@ -180,8 +184,12 @@ impl Saga {
                         SagaStep::Done => unreachable!("checked above"),
                     }
                 };
-                let mut events = self.keeping_lease(id, work).await;
-                resumed = false;
+                let (mut events, lease_lost) = self.keeping_lease(id, work).await;
+                if lease_lost {
+                    // Another process drives the order now; with a save deferred, going on
+                    // would only repeat its calls. Stop before the next one.
+                    return Err(SagaError(StoreError::LeaseLost(id)));
+                }
                 if order.progress.step_unsent {
                     // An open breaker refused the call before it was sent: nothing happened.
                     // Rest until the breaker may let calls through, then go on (or, past
@@ -227,11 +235,18 @@ impl Saga {
                     tracing::info!(status = %order.status, step = order.progress.step.as_str(), "order finished");
                 }
                 pending_events.append(&mut events);
+                if !stops && checkpoint::can_skip_save(step, &order) {
+                    // Until the next save, a resumed run may have sent the following
+                    // steps too, so `resumed` stays as it is.
+                    tracing::debug!(from = step.as_str(), to = order.progress.step.as_str(), "saga step done, save deferred");
+                    continue;
+                }
                 self.inner
                     .store
                     .save_progress(&order, &pending_events, &self.inner.settings.lease)
                     .await?;
                 pending_events.clear();
+                resumed = false;
                 tracing::debug!(from = step.as_str(), to = order.progress.step.as_str(), status = %order.status, "saga step saved");
                 if stops {
                     break;
@@ -247,19 +262,24 @@ impl Saga {
     }
 
     /// Runs a step while renewing the order's lease every third of its time-to-live, so a
-    /// slow step (long timeouts, many retries) is not taken for a dead process's.
-    async fn keeping_lease<T>(&self, id: OrderId, work: impl Future<Output = T>) -> T {
+    /// slow step (long timeouts, many retries) is not taken for a dead process's. Also
+    /// says whether the lease was found taken by another process meanwhile.
+    async fn keeping_lease<T>(&self, id: OrderId, work: impl Future<Output = T>) -> (T, bool) {
         let lease = &self.inner.settings.lease;
         let every = (lease.ttl / 3).max(Duration::from_millis(100));
+        let mut lost = false;
         tokio::pin!(work);
         loop {
             tokio::select! {
-                out = &mut work => return out,
+                out = &mut work => return (out, lost),
                 () = tokio::time::sleep(every) => {
                     let until = lease.expires_at(when::now());
                     match self.inner.store.extend_lease(id, &lease.owner, until).await {
                         Ok(true) => {}
-                        Ok(false) => tracing::warn!("lease lost while a step runs; its result will not be saved"),
+                        Ok(false) => {
+                            lost = true;
+                            tracing::warn!("lease lost while a step runs; its result will not be saved");
+                        }
                         Err(error) => tracing::warn!(%error, "renewing the lease failed"),
                     }
                 }
@@ -333,25 +353,6 @@ impl Saga {
     fn retry_policy(&self) -> RetryPolicy {
         self.inner.settings.retry
     }
-}
-
-/// The deadline passed before the payment: give up forward and compensate. A resumed run
-/// cannot know whether the stopped one charged, so a refund is attempted then.
-fn past_deadline(order: &mut Order, resumed: bool) -> Vec<NewEvent> {
-    let failure = Failure {
-        step: Step::Payment,
-        kind: FailureKind::Timeout,
-        detail: "The order's deadline passed before the payment was taken".to_owned(),
-        upstream_status: None,
-    };
-    let event = events::decision("payment", "deadline_passed", failure.detail.clone());
-    let effect = if resumed {
-        Effect::Unknown
-    } else {
-        Effect::None
-    };
-    order.fail(failure, effect);
-    vec![event]
 }
 
 /// A call an open circuit breaker refused was never sent, so it is no reason to fail the

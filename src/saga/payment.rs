@@ -1,5 +1,6 @@
 //! Step 2: take the payment. Payments are idempotent by the id we chose, so every kind of
-//! transient failure is retried with the same id.
+//! transient failure is retried with the same id. Past the order's deadline no payment is
+//! taken any more; one that an earlier run may have taken is looked up instead.
 
 use super::{Saga, events, failure_of, paused_by_breaker};
 use crate::domain::order::{Failure, FailureKind, Order, Step};
@@ -61,6 +62,67 @@ pub(super) async fn run(saga: &Saga, order: &mut Order, ctx: &CallContext) -> Ve
             };
             let events = events::of_attempts("payment", &out, "failed");
             order.fail(failure_of(Step::Payment, error), effect);
+            events
+        }
+    }
+}
+
+/// Past the deadline: looks up the payment an earlier run may have taken (its save can be
+/// deferred, see [`super::checkpoint`], so that run may even have shipped). A payment found
+/// taken drives the order on, to find the shipment (the shipment step only looks, too);
+/// none means nothing was charged or shipped, and the order is compensated.
+pub(super) async fn look_up_only(
+    saga: &Saga,
+    order: &mut Order,
+    ctx: &CallContext,
+) -> Vec<NewEvent> {
+    let payment = &saga.downstream().payment;
+    let out = retry(
+        saga.retry_policy(),
+        |_| true,
+        |_| payment.find(&order.payment_id, ctx),
+    )
+    .await;
+    match &out.result {
+        Ok(Some(record)) if record.is_paid() => {
+            let events = events::of_attempts("payment", &out, "paid");
+            order.paid(record.status.clone());
+            events
+        }
+        Ok(Some(record)) => {
+            let events = events::of_attempts("payment", &out, "declined");
+            order.progress.payment_status = Some(record.status.clone());
+            let failure = Failure {
+                step: Step::Payment,
+                kind: FailureKind::Declined,
+                detail: format!("Payment failed (status={})", record.status),
+                upstream_status: None,
+            };
+            order.fail(failure, Effect::Done);
+            events
+        }
+        Ok(None) => {
+            let failure = Failure {
+                step: Step::Payment,
+                kind: FailureKind::Timeout,
+                detail: "The order's deadline passed before the payment was taken".to_owned(),
+                upstream_status: None,
+            };
+            let mut events = events::of_attempts("payment", &out, "not_found");
+            events.push(events::decision(
+                "payment",
+                "deadline_passed",
+                failure.detail.clone(),
+            ));
+            order.fail(failure, Effect::None);
+            events
+        }
+        Err(error) => {
+            // We cannot tell what an earlier run did: undo all it may have done, the
+            // shipment included (cancelling one that does not exist is harmless).
+            let events = events::of_attempts("payment", &out, "unknown");
+            order.progress.shipment = Effect::Unknown;
+            order.fail(failure_of(Step::Payment, error), Effect::Unknown);
             events
         }
     }
