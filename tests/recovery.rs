@@ -103,6 +103,24 @@ async fn ship_in_sandbox(app: &TestApp, order: &Order) {
     assert_eq!(created.status(), 201);
 }
 
+/// A service whose orders have a 1 s deadline, and an order of it (not stored yet) that
+/// reserved its stock 5 s ago.
+async fn reserved_past_its_deadline(backend: Backend) -> (TestApp, Order) {
+    let app = TestApp::spawn_with(
+        backend,
+        Options {
+            order_deadline: Duration::from_secs(1),
+            ..Options::default()
+        },
+    )
+    .await;
+    let mut order = common::new_order(1);
+    let reservation = reserve_in_sandbox(&app, &order).await;
+    order.reserved(reservation);
+    order.created_at = when::now() - chrono::Duration::seconds(5);
+    (app, order)
+}
+
 async fn recover(app: &TestApp) -> order_service::saga::recovery::PassReport {
     Recovery::new(app.state.saga.clone())
         .run_once()
@@ -240,18 +258,7 @@ async fn crash_after_shipment_created_finds_it_instead_of_posting_again(backend:
 }
 
 async fn past_the_deadline_a_crashed_order_is_compensated(backend: Backend) {
-    let app = TestApp::spawn_with(
-        backend,
-        Options {
-            order_deadline: Duration::from_secs(1),
-            ..Options::default()
-        },
-    )
-    .await;
-    let mut order = common::new_order(1);
-    let reservation = reserve_in_sandbox(&app, &order).await;
-    order.reserved(reservation);
-    order.created_at = when::now() - chrono::Duration::seconds(5);
+    let (app, order) = reserved_past_its_deadline(backend).await;
     leave_as_crashed(&app, &order).await;
     assert_eq!(recover(&app).await.settled, 1);
     let body = order_json(&app, &order).await;
@@ -330,18 +337,7 @@ async fn crash_before_the_deferred_save_finishes_from_what_the_services_know(bac
 /// Past the deadline, a payment the dead process took is found, and so is its shipment:
 /// the order is complete, not undone.
 async fn past_the_deadline_a_shipped_order_is_finished_not_undone(backend: Backend) {
-    let app = TestApp::spawn_with(
-        backend,
-        Options {
-            order_deadline: Duration::from_secs(1),
-            ..Options::default()
-        },
-    )
-    .await;
-    let mut order = common::new_order(1);
-    let reservation = reserve_in_sandbox(&app, &order).await;
-    order.reserved(reservation);
-    order.created_at = when::now() - chrono::Duration::seconds(5);
+    let (app, order) = reserved_past_its_deadline(backend).await;
     charge_in_sandbox(&app, &order).await;
     ship_in_sandbox(&app, &order).await;
     leave_as_crashed(&app, &order).await;
@@ -369,18 +365,7 @@ async fn past_the_deadline_a_shipped_order_is_finished_not_undone(backend: Backe
 
 /// Past the deadline, a payment found taken but no shipment: refund and release.
 async fn past_the_deadline_a_paid_unshipped_order_is_refunded(backend: Backend) {
-    let app = TestApp::spawn_with(
-        backend,
-        Options {
-            order_deadline: Duration::from_secs(1),
-            ..Options::default()
-        },
-    )
-    .await;
-    let mut order = common::new_order(1);
-    let reservation = reserve_in_sandbox(&app, &order).await;
-    order.reserved(reservation);
-    order.created_at = when::now() - chrono::Duration::seconds(5);
+    let (app, order) = reserved_past_its_deadline(backend).await;
     charge_in_sandbox(&app, &order).await;
     leave_as_crashed(&app, &order).await;
 

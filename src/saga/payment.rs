@@ -5,6 +5,7 @@
 use super::{Saga, events, failure_of, paused_by_breaker};
 use crate::domain::order::{Failure, FailureKind, Order, Step};
 use crate::domain::progress::Effect;
+use crate::downstream::payment::PaymentRecord;
 use crate::downstream::retry::retry;
 use crate::downstream::{CallContext, CallError};
 use crate::store::NewEvent;
@@ -26,22 +27,9 @@ pub(super) async fn run(saga: &Saga, order: &mut Order, ctx: &CallContext) -> Ve
     )
     .await;
     match &out.result {
-        Ok(record) if record.is_paid() => {
-            let events = events::of_attempts("payment", &out, "paid");
-            order.paid(record.status.clone());
-            events
-        }
         Ok(record) => {
-            let events = events::of_attempts("payment", &out, "declined");
-            order.progress.payment_status = Some(record.status.clone());
-            let failure = Failure {
-                step: Step::Payment,
-                kind: FailureKind::Declined,
-                detail: format!("Payment failed (status={})", record.status),
-                upstream_status: Some(201),
-            };
-            order.fail(failure, Effect::Done);
-            events
+            let outcome = take_record(order, record, Some(201));
+            events::of_attempts("payment", &out, outcome)
         }
         Err(error) if paused_by_breaker(order, error) => {
             events::of_attempts("payment", &out, "not_sent")
@@ -84,22 +72,9 @@ pub(super) async fn look_up_only(
     )
     .await;
     match &out.result {
-        Ok(Some(record)) if record.is_paid() => {
-            let events = events::of_attempts("payment", &out, "paid");
-            order.paid(record.status.clone());
-            events
-        }
         Ok(Some(record)) => {
-            let events = events::of_attempts("payment", &out, "declined");
-            order.progress.payment_status = Some(record.status.clone());
-            let failure = Failure {
-                step: Step::Payment,
-                kind: FailureKind::Declined,
-                detail: format!("Payment failed (status={})", record.status),
-                upstream_status: None,
-            };
-            order.fail(failure, Effect::Done);
-            events
+            let outcome = take_record(order, record, None);
+            events::of_attempts("payment", &out, outcome)
         }
         Ok(None) => {
             let failure = Failure {
@@ -126,4 +101,27 @@ pub(super) async fn look_up_only(
             events
         }
     }
+}
+
+/// Records what the payment service's record of our payment says — paid: go on to
+/// shipping; anything else: a decline — and returns the outcome for the event.
+/// `upstream_status` is the HTTP status that carried the record, if it was a charge's.
+fn take_record(
+    order: &mut Order,
+    record: &PaymentRecord,
+    upstream_status: Option<u16>,
+) -> &'static str {
+    if record.is_paid() {
+        order.paid(record.status.clone());
+        return "paid";
+    }
+    order.progress.payment_status = Some(record.status.clone());
+    let failure = Failure {
+        step: Step::Payment,
+        kind: FailureKind::Declined,
+        detail: format!("Payment failed (status={})", record.status),
+        upstream_status,
+    };
+    order.fail(failure, Effect::Done);
+    "declined"
 }
