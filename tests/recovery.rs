@@ -725,7 +725,15 @@ async fn sigterm_lets_in_flight_sagas_finish(backend: Backend) {
     drop(sandbox_urls);
 }
 
-async fn a_step_longer_than_the_lease_keeps_it(backend: Backend) {
+/// A service with a 600 ms saga lease, and a `POST /orders` sent to it (in its own task)
+/// whose payment takes `payment_ms`.
+async fn order_with_a_slow_payment(
+    backend: Backend,
+    payment_ms: u64,
+) -> (
+    TestApp,
+    tokio::task::JoinHandle<reqwest::Result<reqwest::Response>>,
+) {
     let app = TestApp::spawn_with(
         backend,
         Options {
@@ -737,12 +745,17 @@ async fn a_step_longer_than_the_lease_keeps_it(backend: Backend) {
     .await;
     app.fault(
         "payment",
-        json!({"endpoint": "POST /payments", "latencyMs": 2000}),
+        json!({"endpoint": "POST /payments", "latencyMs": payment_ms}),
     )
     .await;
     let client = app.client.clone();
     let url = format!("{}/orders", app.address);
-    let order = tokio::spawn(async move { client.post(url).json(&order_body(1)).send().await });
+    let sent = tokio::spawn(async move { client.post(url).json(&order_body(1)).send().await });
+    (app, sent)
+}
+
+async fn a_step_longer_than_the_lease_keeps_it(backend: Backend) {
+    let (app, order) = order_with_a_slow_payment(backend, 2000).await;
     // Well past the lease's 600 ms, while the payment is still under way.
     tokio::time::sleep(Duration::from_millis(1200)).await;
     assert_eq!(
@@ -759,23 +772,7 @@ async fn a_step_longer_than_the_lease_keeps_it(backend: Backend) {
 /// With the payment's save deferred, nothing but the lease tells a run that another process
 /// took the order over: it must stop before the shipment, not race the new owner.
 async fn a_run_whose_lease_was_taken_stops_before_its_next_call(backend: Backend) {
-    let app = TestApp::spawn_with(
-        backend,
-        Options {
-            saga_lease: Duration::from_millis(600),
-            timeout: Duration::from_secs(5),
-            ..Options::default()
-        },
-    )
-    .await;
-    app.fault(
-        "payment",
-        json!({"endpoint": "POST /payments", "latencyMs": 1500}),
-    )
-    .await;
-    let client = app.client.clone();
-    let url = format!("{}/orders", app.address);
-    let answer = tokio::spawn(async move { client.post(url).json(&order_body(1)).send().await });
+    let (app, answer) = order_with_a_slow_payment(backend, 1500).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     // Another process takes the order, as if its clock said the lease had run out.
     let other = Lease {
