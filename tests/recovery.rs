@@ -24,7 +24,6 @@ on_both_databases!(
     crash_after_payment_taken_repeats_the_same_payment,
     crash_after_shipment_created_finds_it_instead_of_posting_again,
     past_the_deadline_a_crashed_order_is_compensated,
-    crash_before_the_deferred_save_finishes_from_what_the_services_know,
     past_the_deadline_a_shipped_order_is_finished_not_undone,
     past_the_deadline_a_paid_unshipped_order_is_refunded,
     a_live_lease_is_not_taken,
@@ -283,54 +282,6 @@ async fn past_the_deadline_a_crashed_order_is_compensated(backend: Backend) {
         payments.calls["POST /payments/{id}/refund"], 0,
         "nothing was charged, so nothing is refunded"
     );
-    app.stop().await;
-}
-
-/// The last save was after the reserve (payment and shipment saves are deferred), but the
-/// dead process had paid, shipped and committed: recovery learns all that again from the
-/// services instead of charging, shipping or compensating.
-async fn crash_before_the_deferred_save_finishes_from_what_the_services_know(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
-    let mut order = common::new_order(1);
-    let reservation = reserve_in_sandbox(&app, &order).await;
-    order.reserved(reservation.clone());
-    charge_in_sandbox(&app, &order).await;
-    ship_in_sandbox(&app, &order).await;
-    let committed = app
-        .client
-        .post(format!(
-            "{}/reservations/{}/commit",
-            app.sandbox().inventory_url,
-            reservation.as_str()
-        ))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(committed.status(), 200);
-    leave_as_crashed(&app, &order).await;
-
-    assert_eq!(recover(&app).await.settled, 1);
-    let body = order_json(&app, &order).await;
-    assert_eq!(body["status"], "completed", "{body}");
-    let payments = app.payments().await;
-    assert_eq!(
-        payments.payments.len(),
-        1,
-        "the same payment, not a second one"
-    );
-    assert_eq!(payments.calls["POST /payments/{id}/refund"], 0);
-    let shipments = app.shipments().await;
-    assert_eq!(
-        shipments.calls["POST /shipments"], 1,
-        "the shipment is looked up, not posted again"
-    );
-    assert_eq!(shipments.calls["GET /shipments/{id}"], 1);
-    let inventory = app.inventory().await;
-    assert_eq!(
-        inventory.reservations[0].status,
-        ReservationStatus::Committed
-    );
-    assert_eq!(inventory.stock["SKU-001"], 99, "stock stays taken");
     app.stop().await;
 }
 
@@ -769,8 +720,8 @@ async fn a_step_longer_than_the_lease_keeps_it(backend: Backend) {
     app.stop().await;
 }
 
-/// With the payment's save deferred, nothing but the lease tells a run that another process
-/// took the order over: it must stop before the shipment, not race the new owner.
+/// A run that finds, while renewing its lease, that another process took the order over
+/// stops before its next call instead of racing the new owner.
 async fn a_run_whose_lease_was_taken_stops_before_its_next_call(backend: Backend) {
     let (app, answer) = order_with_a_slow_payment(backend, 1500).await;
     tokio::time::sleep(Duration::from_millis(300)).await;

@@ -487,7 +487,7 @@ mod event_log {
 
     on_both_databases!(
         every_step_and_compensation_is_logged,
-        a_completed_order_logs_every_step_although_some_saves_are_deferred
+        a_completed_order_logs_every_step
     );
 
     async fn events_of(app: &TestApp, id: &str) -> Vec<(String, String)> {
@@ -503,7 +503,7 @@ mod event_log {
             .collect()
     }
 
-    async fn a_completed_order_logs_every_step_although_some_saves_are_deferred(backend: Backend) {
+    async fn a_completed_order_logs_every_step(backend: Backend) {
         let app = TestApp::spawn(backend).await;
         let (status, order) = json_of(app.post_order(&order_body(1), None).await).await;
         assert_eq!(status, 201, "{order}");

@@ -1,6 +1,6 @@
 //! The saga's durable progress: which step is next, what each step did, and which
-//! compensations remain. Stored with the order (when, see `saga::checkpoint`), so that any
-//! process can pick up an order where a crashed one left it.
+//! compensations remain. Stored with the order after every step, so that any process can
+//! pick up an order where a crashed one left it.
 
 use serde::{Deserialize, Serialize};
 

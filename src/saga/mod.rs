@@ -1,10 +1,8 @@
 //! Drives an order through its saga: reserve -> pay -> ship -> commit, or backwards
-//! through the compensations. Progress is saved (with its events) under a lease, so a run
-//! that stops — crash, lease expiry, a compensation that keeps failing — is resumed later
-//! by any process ([`recovery`]). A step's result is saved before the next call unless a
-//! resumed run can learn it again from the service itself ([`checkpoint`]).
+//! through the compensations. Every step's result is saved (with its events) before the
+//! next call, under a lease, so a run that stops — crash, lease expiry, a compensation that
+//! keeps failing — is resumed later by any process ([`recovery`]).
 
-mod checkpoint;
 mod commit;
 mod compensation;
 mod events;
@@ -139,7 +137,7 @@ impl Saga {
     }
 
     /// Runs the order's saga until it is settled or cannot progress now (a compensation or
-    /// the reservation commit keeps failing), saving progress where [`checkpoint`] says. `first_events` are
+    /// the reservation commit keeps failing), saving after every step. `first_events` are
     /// written with the first save. Returns the order as last saved.
     pub async fn drive(
         &self,
@@ -186,8 +184,8 @@ impl Saga {
                 };
                 let (mut events, lease_lost) = self.keeping_lease(id, work).await;
                 if lease_lost {
-                    // Another process drives the order now; with a save deferred, going on
-                    // would only repeat its calls. Stop before the next one.
+                    // Another process drives the order now: stop before the next call
+                    // instead of racing it (this step's save would be refused anyway).
                     return Err(SagaError(StoreError::LeaseLost(id)));
                 }
                 if order.progress.step_unsent {
@@ -235,12 +233,6 @@ impl Saga {
                     tracing::info!(status = %order.status, step = order.progress.step.as_str(), "order finished");
                 }
                 pending_events.append(&mut events);
-                if !stops && checkpoint::can_skip_save(step, &order) {
-                    // Until the next save, a resumed run may have sent the following
-                    // steps too, so `resumed` stays as it is.
-                    tracing::debug!(from = step.as_str(), to = order.progress.step.as_str(), "saga step done, save deferred");
-                    continue;
-                }
                 self.inner
                     .store
                     .save_progress(&order, &pending_events, &self.inner.settings.lease)

@@ -55,10 +55,10 @@ pub(super) async fn run(saga: &Saga, order: &mut Order, ctx: &CallContext) -> Ve
     }
 }
 
-/// Past the deadline: looks up the payment an earlier run may have taken (its save can be
-/// deferred, see [`super::checkpoint`], so that run may even have shipped). A payment found
-/// taken drives the order on, to find the shipment (the shipment step only looks, too);
-/// none means nothing was charged or shipped, and the order is compensated.
+/// Past the deadline: looks up the payment an earlier run may have taken before it
+/// stopped, instead of refunding blindly. A payment found taken drives the order on, to
+/// the shipment (which past the deadline is only looked up, too); none means nothing was
+/// charged, and the order is compensated (its stock released).
 pub(super) async fn look_up_only(
     saga: &Saga,
     order: &mut Order,
@@ -93,10 +93,9 @@ pub(super) async fn look_up_only(
             events
         }
         Err(error) => {
-            // We cannot tell what an earlier run did: undo all it may have done, the
-            // shipment included (cancelling one that does not exist is harmless).
+            // We cannot tell whether an earlier run charged: refund in case it did (a
+            // refund of an unknown payment id is a harmless 404).
             let events = events::of_attempts("payment", &out, "unknown");
-            order.progress.shipment = Effect::Unknown;
             order.fail(failure_of(Step::Payment, error), Effect::Unknown);
             events
         }
