@@ -128,6 +128,7 @@ async fn bad_parameters_are_422_naming_them(backend: Backend) {
         ("createdAfter=last-week", "createdAfter"),
         ("createdBefore=2026-13-01", "createdBefore"),
         ("cursor=not-a-cursor", "cursor"),
+        ("userId=u%00", "userId"),
     ] {
         let (status, body) = app.get_json(&format!("/orders?{query}")).await;
         assert_eq!(status, 422, "{query}: {body}");

@@ -501,6 +501,17 @@ async fn unknown_reservation_is_resolved_by_an_operator(backend: Backend) {
     let (status, answer) = json_of(bad).await;
     assert_eq!(status, 422);
     assert_eq!(answer["detail"][0]["loc"], json!(["body", "note"]));
+    // PostgreSQL cannot store a NUL character: refused up front on either database.
+    let nul = app
+        .client
+        .post(url("resolve"))
+        .json(&json!({"note": "done\u{0}"}))
+        .send()
+        .await
+        .unwrap();
+    let (status, answer) = json_of(nul).await;
+    assert_eq!(status, 422, "{answer}");
+    assert_eq!(answer["detail"][0]["type"], "string_pattern_mismatch");
     let missing = app
         .client
         .post(url("resolve"))

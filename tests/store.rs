@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use common::Backend;
 use order_service::domain::idempotency::{Fingerprint, IdempotencyKey};
+use order_service::domain::ids::ReservationId;
 use order_service::domain::order::Order;
 use order_service::domain::when;
 use order_service::store::{Lease, NewKey, Store, StoreError, StoreSettings};
@@ -17,6 +18,9 @@ on_both_databases!(
     a_key_cannot_be_taken_twice,
     progress_is_refused_to_a_process_without_the_lease,
     an_order_reads_back_as_written,
+    concurrent_orders_under_one_key_store_exactly_one,
+    concurrent_saves_apply_only_under_their_own_lease,
+    text_from_downstream_with_nul_characters_is_stored,
 );
 
 async fn open(backend: &Backend, dir: &tempfile::TempDir) -> Store {
@@ -26,7 +30,7 @@ async fn open(backend: &Backend, dir: &tempfile::TempDir) -> Store {
     };
     Store::open(&StoreSettings {
         url,
-        max_connections: 2,
+        max_connections: 4,
         sqlite_synchronous: Default::default(),
     })
     .await
@@ -166,4 +170,195 @@ async fn an_order_reads_back_as_written(backend: Backend) {
         .unwrap();
     let read = store.find_order(order.id).await.unwrap().unwrap();
     assert_eq!(read, order);
+}
+
+/// Many orders at once, three under each key: the store gathers concurrent writes into
+/// shared statements or transactions, and within one a key must still go to one order.
+async fn concurrent_orders_under_one_key_store_exactly_one(backend: Backend) {
+    order_service::telemetry::metrics::install();
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&backend, &dir).await;
+    let fingerprint = Fingerprint::from_stored("f".repeat(64));
+    let mut tries = Vec::new();
+    for n in 0..60 {
+        let store = store.clone();
+        let fingerprint = fingerprint.clone();
+        let key = IdempotencyKey::parse(&format!("key-{}", n % 20)).unwrap();
+        tries.push(tokio::spawn(async move {
+            let order = common::new_order(1);
+            let new_key = NewKey {
+                key: &key,
+                fingerprint: &fingerprint,
+                expires_at: when::now() + chrono::Duration::hours(1),
+            };
+            let result = store
+                .insert_order(&order, Some(new_key), &common::created_event(), &lease("a"))
+                .await;
+            (key, order, result)
+        }));
+    }
+    let mut winners = std::collections::HashMap::new();
+    for attempt in tries {
+        let (key, order, result) = attempt.await.unwrap();
+        match result {
+            Ok(()) => {
+                assert!(
+                    winners.insert(key, order.id).is_none(),
+                    "a key went to two orders"
+                );
+                assert_eq!(store.events(order.id).await.unwrap().len(), 1);
+            }
+            Err(StoreError::KeyTaken) => {
+                assert!(store.find_order(order.id).await.unwrap().is_none());
+                assert!(store.events(order.id).await.unwrap().is_empty());
+            }
+            Err(other) => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(winners.len(), 20, "every key went to one order");
+    assert!(
+        shared_commits(&backend, "insert_order") > 0,
+        "some orders were written together"
+    );
+    let user = common::new_order(1).user_id;
+    for (key, order_id) in &winners {
+        let record = store.find_key(&user, key).await.unwrap().unwrap();
+        assert_eq!(record.order_id, *order_id);
+    }
+}
+
+/// Many saves at once, half of them from a process that does not hold the lease: those
+/// are refused and write nothing, the others land with their events in order.
+async fn concurrent_saves_apply_only_under_their_own_lease(backend: Backend) {
+    order_service::telemetry::metrics::install();
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&backend, &dir).await;
+    let mut orders = Vec::new();
+    for _ in 0..40 {
+        let order = common::new_order(2);
+        store
+            .insert_order(&order, None, &common::created_event(), &lease("a"))
+            .await
+            .unwrap();
+        orders.push(order);
+    }
+    let mut saves = Vec::new();
+    for (n, mut order) in orders.into_iter().enumerate() {
+        let store = store.clone();
+        let owner = if n % 2 == 0 { "a" } else { "b" };
+        saves.push(tokio::spawn(async move {
+            order.progress.payment_status = Some(format!("paid-{n}"));
+            let events: Vec<_> = ["pay", "ship"]
+                .into_iter()
+                .map(|step| order_service::store::NewEvent {
+                    step,
+                    detail: Some(format!("{step} of {n}")),
+                    ..common::created_event()
+                })
+                .collect();
+            let result = store.save_progress(&order, &events, &lease(owner)).await;
+            (n, order, result)
+        }));
+    }
+    for save in saves {
+        let (n, order, result) = save.await.unwrap();
+        let stored = store.find_order(order.id).await.unwrap().unwrap();
+        let steps: Vec<String> = store
+            .events(order.id)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| format!("{}:{}", e.step, e.detail.unwrap_or_default()))
+            .collect();
+        if n % 2 == 0 {
+            result.unwrap();
+            assert_eq!(stored.progress.payment_status, Some(format!("paid-{n}")));
+            assert_eq!(
+                steps,
+                vec![
+                    "create:".to_owned(),
+                    format!("pay:pay of {n}"),
+                    format!("ship:ship of {n}")
+                ]
+            );
+        } else {
+            assert!(matches!(result, Err(StoreError::LeaseLost(id)) if id == order.id));
+            assert_eq!(stored.progress.payment_status, None);
+            assert_eq!(steps, vec!["create:".to_owned()]);
+        }
+    }
+    assert!(
+        shared_commits(&backend, "save_progress") > 0,
+        "some saves were written together"
+    );
+}
+
+/// How many commits so far (in this test process) carried more than one write of
+/// `write` on the backend's database, from the `db_write_batch_size` histogram. SQLite
+/// commits mixed batches, counted as `any`.
+fn shared_commits(backend: &Backend, write: &str) -> u64 {
+    let (database, write) = match backend {
+        Backend::Sqlite => ("sqlite", "any"),
+        Backend::Postgres(_) => ("postgres", write),
+    };
+    let text = order_service::telemetry::metrics::install().render();
+    let of_series = |line: &&str| {
+        line.contains(&format!("database=\"{database}\""))
+            && line.contains(&format!("write=\"{write}\""))
+    };
+    let value = |line: &str| -> u64 { line.rsplit(' ').next().unwrap().parse().unwrap() };
+    let commits: u64 = text
+        .lines()
+        .filter(|l| l.starts_with("db_write_batch_size_count{"))
+        .filter(of_series)
+        .map(value)
+        .sum();
+    let alone: u64 = text
+        .lines()
+        .filter(|l| l.starts_with("db_write_batch_size_bucket{") && l.contains("le=\"1\""))
+        .filter(of_series)
+        .map(value)
+        .sum();
+    commits - alone
+}
+
+/// Requests with U+0000 are refused, but downstream services' text is stored as it comes:
+/// a NUL there must not make the order's saves fail. PostgreSQL cannot hold it and gets
+/// U+FFFD instead; SQLite keeps it.
+async fn text_from_downstream_with_nul_characters_is_stored(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&backend, &dir).await;
+    let mut order = common::new_order(1);
+    store
+        .insert_order(&order, None, &common::created_event(), &lease("a"))
+        .await
+        .unwrap();
+    order.reserved(ReservationId::from("r-\u{0}".to_owned()));
+    order.progress.payment_status = Some("odd\u{0}status".to_owned());
+    let event = order_service::store::NewEvent {
+        detail: Some("Upstream error: \u{0}".to_owned()),
+        ..common::created_event()
+    };
+    store
+        .save_progress(&order, &[event], &lease("a"))
+        .await
+        .unwrap();
+    let nul = match backend {
+        Backend::Sqlite => "\u{0}",
+        Backend::Postgres(_) => "\u{fffd}",
+    };
+    let stored = store.find_order(order.id).await.unwrap().unwrap();
+    assert_eq!(
+        stored.reservation_id().map(|r| r.as_str().to_owned()),
+        Some(format!("r-{nul}"))
+    );
+    assert_eq!(
+        stored.progress.payment_status,
+        Some(format!("odd{nul}status"))
+    );
+    let events = store.events(order.id).await.unwrap();
+    assert_eq!(
+        events.last().unwrap().detail,
+        Some(format!("Upstream error: {nul}"))
+    );
 }

@@ -146,6 +146,22 @@ async fn every_rule_answers_422_at_the_field(backend: Backend) {
             vec![json!("userId")],
             "string_type",
         ),
+        // PostgreSQL cannot store U+0000: refused on every database, at the field.
+        (
+            with(&["userId"], json!("u\u{0}1")),
+            vec![json!("userId")],
+            "string_pattern_mismatch",
+        ),
+        (
+            with(&["address", "line1"], json!("1 MG\u{0} Road")),
+            vec![json!("address"), json!("line1")],
+            "string_pattern_mismatch",
+        ),
+        (
+            with(&["items", "0", "sku"], json!("SKU-001\u{0}")),
+            vec![json!("items"), json!(0), json!("sku")],
+            "string_pattern_mismatch",
+        ),
         (json!([1, 2]), vec![], "model_attributes_type"),
     ];
     for (body, field, kind) in cases {

@@ -108,7 +108,8 @@ fn at(prefix: &[LocPart], part: impl Into<LocPart>) -> Vec<LocPart> {
 }
 
 /// Whether `text` has nothing but whitespace, with whitespace as JSON Schema's `\s` (the
-/// ECMAScript set) defines it, so that the published `pattern: "\\S"` and this check agree.
+/// ECMAScript set) defines it, so that the published patterns (`[^\s\u0000]` somewhere) and
+/// this check agree.
 pub fn is_blank(text: &str) -> bool {
     text.chars().all(|c| {
         matches!(
@@ -123,6 +124,16 @@ pub fn is_blank(text: &str) -> bool {
                     | '\u{feff}'
         )
     })
+}
+
+/// The message for a text with a NUL character, which no string field may hold:
+/// PostgreSQL cannot store it in `TEXT` or `JSONB`, so taking it would fail only later,
+/// and only on one database.
+pub const NUL_MESSAGE: &str = "String should not contain the NUL character (U+0000)";
+
+/// Whether `text` holds a NUL character (see [`NUL_MESSAGE`]).
+pub fn has_nul(text: &str) -> bool {
+    text.contains('\0')
 }
 
 /// Parses and validates an order request body.
@@ -243,6 +254,10 @@ fn string_value(
         return None;
     }
     let value: String = serde_json::from_str(raw.get()).ok()?;
+    if has_nul(&value) {
+        errors.push(loc, "string_pattern_mismatch", NUL_MESSAGE);
+        return None;
+    }
     if value.chars().count() > max_chars {
         errors.push(
             loc,

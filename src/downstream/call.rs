@@ -242,8 +242,13 @@ fn is_healthy_answer(error: &CallError) -> bool {
     }
 }
 
-/// The `detail` of a FastAPI-style error body, or the body itself.
+/// The `detail` of a FastAPI-style error body, or the body itself. It is stored with the
+/// order, so a NUL character (which PostgreSQL cannot store) becomes U+FFFD.
 fn error_detail(body: &[u8]) -> String {
+    raw_detail(body).replace('\0', "\u{fffd}")
+}
+
+fn raw_detail(body: &[u8]) -> String {
     #[derive(serde::Deserialize)]
     struct Detail {
         detail: serde_json::Value,
@@ -280,6 +285,11 @@ mod tests {
             r#"[{"loc":["body"]}]"#
         );
         assert_eq!(error_detail(b"Bad Gateway"), "Bad Gateway");
+        assert_eq!(
+            error_detail(br#"{"detail":"SKU A\u0000 not found"}"#),
+            "SKU A\u{fffd} not found"
+        );
+        assert_eq!(error_detail(b"down\0"), "down\u{fffd}");
     }
 
     #[test]

@@ -11,7 +11,7 @@ use super::order_view;
 use super::{ApiError, AppState};
 use crate::domain::ids::{OrderId, UserId};
 use crate::domain::order::{Order, OrderStatus};
-use crate::domain::validation::{FieldError, LocPart, MAX_USER_ID_CHARS};
+use crate::domain::validation::{FieldError, LocPart, MAX_USER_ID_CHARS, NUL_MESSAGE, has_nul};
 use crate::domain::when::{self, Timestamp};
 use crate::store::OrderFilter;
 
@@ -44,7 +44,13 @@ fn parse_query(raw: Option<&str>) -> Result<ListQuery, Vec<FieldError>> {
     for (name, value) in pairs {
         match name.as_ref() {
             "userId" => {
-                if value.chars().count() > MAX_USER_ID_CHARS {
+                if has_nul(&value) {
+                    errors.push(query_error(
+                        "userId",
+                        "string_pattern_mismatch",
+                        NUL_MESSAGE,
+                    ));
+                } else if value.chars().count() > MAX_USER_ID_CHARS {
                     errors.push(query_error(
                         "userId",
                         "string_too_long",
@@ -129,7 +135,7 @@ fn decode_cursor(cursor: &str) -> Option<(Timestamp, OrderId)> {
     path = "/orders",
     tag = "orders",
     params(
-        ("userId" = Option<String>, Query, description = "Only this user's orders", max_length = 128),
+        ("userId" = Option<String>, Query, description = "Only this user's orders", max_length = 128, pattern = "^[^\\u0000]*$"),
         ("status" = Option<super::schema::OrderStatusSchema>, Query, description = "Only orders in this status"),
         ("createdAfter" = Option<String>, Query, format = DateTime, description = "Created at or after (RFC 3339)"),
         ("createdBefore" = Option<String>, Query, format = DateTime, description = "Created before (RFC 3339)"),

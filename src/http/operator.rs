@@ -10,7 +10,7 @@ use utoipa::ToSchema;
 use super::body::JsonBytes;
 use super::{ApiError, AppState, json_response, order_id_of, order_view};
 use crate::domain::order::Order;
-use crate::domain::validation::{FieldError, LocPart, is_blank};
+use crate::domain::validation::{FieldError, LocPart, NUL_MESSAGE, has_nul, is_blank};
 use crate::domain::when;
 use crate::saga::Start;
 use crate::store::{NewEvent, StoreError};
@@ -82,7 +82,11 @@ pub async fn retry(
 #[derive(Deserialize, ToSchema)]
 pub struct ResolveRequest {
     /// What was checked or done by hand (1 to 2,000 characters, not all blank).
-    #[schema(min_length = 1, max_length = 2000, pattern = "\\S")]
+    #[schema(
+        min_length = 1,
+        max_length = 2000,
+        pattern = "^[^\\u0000]*[^\\s\\u0000][^\\u0000]*$"
+    )]
     pub note: String,
 }
 
@@ -145,6 +149,9 @@ fn parse_note(body: &[u8]) -> Result<String, ApiError> {
             invalid("missing", "Field required: a string `note`")
         }
     })?;
+    if has_nul(&request.note) {
+        return Err(invalid("string_pattern_mismatch", NUL_MESSAGE));
+    }
     if is_blank(&request.note) {
         return Err(invalid("value_error", "Value error, must not be blank"));
     }

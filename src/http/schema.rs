@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 #[serde(rename_all = "camelCase")]
 pub struct OrderRequest {
     /// Who orders; `anonymous` when absent.
-    #[schema(max_length = 128)]
+    #[schema(max_length = 128, pattern = "^[^\\u0000]*$")]
     user_id: Option<String>,
     address: AddressSchema,
     /// ISO 4217 code (case-insensitive); `INR` when absent.
@@ -25,20 +25,40 @@ pub struct OrderRequest {
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AddressSchema {
-    #[schema(min_length = 1, max_length = 200, pattern = "\\S")]
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = "^[^\\u0000]*[^\\s\\u0000][^\\u0000]*$"
+    )]
     line1: String,
-    #[schema(min_length = 1, max_length = 200, pattern = "\\S")]
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = "^[^\\u0000]*[^\\s\\u0000][^\\u0000]*$"
+    )]
     city: String,
-    #[schema(min_length = 1, max_length = 200, pattern = "\\S")]
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = "^[^\\u0000]*[^\\s\\u0000][^\\u0000]*$"
+    )]
     country: String,
-    #[schema(min_length = 1, max_length = 200, pattern = "\\S")]
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = "^[^\\u0000]*[^\\s\\u0000][^\\u0000]*$"
+    )]
     postal_code: String,
 }
 
 /// One order line. `price` may have no more decimals than the currency (2 for INR).
 #[derive(Serialize, ToSchema)]
 pub struct ItemSchema {
-    #[schema(min_length = 1, max_length = 64, pattern = "\\S")]
+    #[schema(
+        min_length = 1,
+        max_length = 64,
+        pattern = "^[^\\u0000]*[^\\s\\u0000][^\\u0000]*$"
+    )]
     sku: String,
     #[schema(minimum = 1, maximum = 10000)]
     qty: u32,

@@ -4,6 +4,8 @@
 //! Each dialect has its own file and migrations folder; both implement the same small set
 //! of operations, and the same tests run against both.
 
+mod pg_batch;
+mod pg_writes;
 mod postgres;
 mod row;
 mod sqlite;
@@ -40,6 +42,10 @@ pub enum StoreError {
     Corrupt(String),
     #[error(transparent)]
     Database(#[from] sqlx::Error),
+    /// A statement that carried this write with others failed on the way (PostgreSQL's
+    /// group commit); shared by every write of that statement.
+    #[error("the batched statement with this write failed: {0}")]
+    Batch(std::sync::Arc<sqlx::Error>),
     #[error(transparent)]
     Sqlite(#[from] rusqlite::Error),
     #[error(transparent)]
@@ -245,14 +251,6 @@ impl Store {
             Self::Sqlite(s) => s.ping().await,
             Self::Postgres(s) => s.ping().await,
         }
-    }
-}
-
-/// Turns a unique violation into [`StoreError::KeyTaken`].
-fn key_taken_or(error: sqlx::Error) -> StoreError {
-    match &error {
-        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::KeyTaken,
-        _ => StoreError::Database(error),
     }
 }
 

@@ -9,10 +9,12 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Postgres, QueryBuilder, Row};
 use uuid::Uuid;
 
-use super::row::{OrderJson, OrderRow, ProgressJson, stored_response};
+use super::pg_batch::Batcher;
+use super::pg_writes::{NewOrderRow, ProgressRow};
+use super::row::{OrderRow, stored_response};
 use super::{
     KeyRecord, Lease, NewEvent, NewKey, OrderEvent, OrderFilter, PoolStats, StoreError,
-    key_taken_or, successful_versions,
+    successful_versions,
 };
 use crate::domain::idempotency::{Fingerprint, IdempotencyKey};
 use crate::domain::ids::{OrderId, UserId};
@@ -24,6 +26,9 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres
 #[derive(Clone, Debug)]
 pub struct PgStore {
     pool: PgPool,
+    /// The saga's two writes go through group commit ([`super::pg_batch`]).
+    inserts: Batcher<NewOrderRow>,
+    saves: Batcher<ProgressRow>,
 }
 
 const ORDER_COLUMNS: &str = "id, user_id, currency, address::text AS address, items::text AS items, \
@@ -61,7 +66,11 @@ impl PgStore {
             .acquire_timeout(Duration::from_secs(5))
             .connect_with(options)
             .await?;
-        Ok(Self { pool })
+        Ok(Self {
+            inserts: Batcher::start(pool.clone()),
+            saves: Batcher::start(pool.clone()),
+            pool,
+        })
     }
 
     pub async fn migrate(&self) -> Result<(), StoreError> {
@@ -74,8 +83,8 @@ impl PgStore {
         Ok(())
     }
 
-    /// One statement (so one round trip and one implicit transaction): key, order and
-    /// first event through data-modifying CTEs. A taken key fails the whole statement.
+    /// Key, order and first event, in the next batched statement (one implicit
+    /// transaction). Fails with [`StoreError::KeyTaken`] if the key is in use.
     pub async fn insert_order(
         &self,
         order: &Order,
@@ -83,124 +92,23 @@ impl PgStore {
         event: &NewEvent,
         lease: &Lease,
     ) -> Result<(), StoreError> {
-        let json = OrderJson::of(order);
-        // $1..$19 the order, $20..$26 the event, $27..$29 the key.
-        let mut sql = String::from("WITH ");
-        if key.is_some() {
-            sql.push_str(
-                "new_key AS (INSERT INTO idempotency_keys (user_id, idem_key, fingerprint, order_id, created_at, expires_at) \
-                 VALUES ($2, $27, $28, $1, $18, $29)), ",
-            );
-        }
-        sql.push_str(
-            "new_order AS (INSERT INTO orders (id, user_id, currency, address, items, total, status, step, \
-             reservation_id, payment_id, shipment_id, progress, failure, response_status, \
-             response_body, lease_owner, lease_expires_at, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4::jsonb, $5::jsonb, $6, $7, $8, $9, $10, $11, $12::jsonb, \
-             $13::jsonb, $14, $15, $16, $17, $18, $19)) \
-             INSERT INTO order_events (order_id, at, step, outcome, attempt, upstream_status, duration_ms, detail) \
-             VALUES ($1, $20, $21, $22, $23, $24, $25, $26)",
-        );
-        let query = sqlx::query(&sql)
-            .bind(order.id.as_uuid())
-            .bind(order.user_id.as_str())
-            .bind(order.currency.code())
-            .bind(&json.address)
-            .bind(&json.items)
-            .bind(order.total)
-            .bind(order.status.as_str())
-            .bind(order.progress.step.as_str())
-            .bind(order.reservation_id().map(|r| r.as_str()))
-            .bind(order.payment_id.as_str())
-            .bind(order.shipment_id.as_str())
-            .bind(&json.progress)
-            .bind(json.failure.as_deref())
-            .bind(order.response.as_ref().map(|r| i32::from(r.status)))
-            .bind(order.response.as_ref().map(|r| r.body.as_str()))
-            .bind(&lease.owner)
-            .bind(lease.expires_at(order.updated_at))
-            .bind(order.created_at)
-            .bind(order.updated_at);
-        let query = bind_event(query, event);
-        let query = match &key {
-            Some(key) => query
-                .bind(key.key.as_str())
-                .bind(key.fingerprint.as_str())
-                .bind(key.expires_at),
-            None => query,
-        };
-        query.execute(&self.pool).await.map_err(key_taken_or)?;
-        Ok(())
+        self.inserts
+            .write(NewOrderRow::of(order, key, event, lease))
+            .await
     }
 
-    /// One statement: the new state, and its events only if `lease.owner` still holds the
-    /// lease (the events are inserted from the updated row). The lease's end is left
-    /// alone: the driver renews it while a step runs.
+    /// The new state and its events, in the next batched statement, only if
+    /// `lease.owner` still holds the lease. The lease's end is left alone: the driver
+    /// renews it while a step runs.
     pub async fn save_progress(
         &self,
         order: &Order,
         events: &[NewEvent],
         lease: &Lease,
     ) -> Result<(), StoreError> {
-        let json = ProgressJson::of(order);
-        let mut sql = String::from(
-            "WITH updated AS (UPDATE orders SET status = $2, step = $3, reservation_id = $4, \
-             progress = $5::jsonb, failure = $6::jsonb, response_status = $7, response_body = $8, \
-             updated_at = $9 WHERE id = $1 AND lease_owner = $10 RETURNING id)",
-        );
-        if !events.is_empty() {
-            sql.push_str(
-                ", logged AS (INSERT INTO order_events (order_id, at, step, outcome, attempt, upstream_status, duration_ms, detail) \
-                 SELECT updated.id, e.at, e.step, e.outcome, e.attempt, e.upstream_status, e.duration_ms, e.detail \
-                 FROM updated CROSS JOIN (VALUES ",
-            );
-            let rows: Vec<String> = (0..events.len())
-                .map(|i| {
-                    let n = 11 + i * 7;
-                    format!(
-                        "({i}, ${}::timestamptz, ${}::text, ${}::text, ${}::int4, ${}::int4, ${}::int8, ${}::text)",
-                        n,
-                        n + 1,
-                        n + 2,
-                        n + 3,
-                        n + 4,
-                        n + 5,
-                        n + 6
-                    )
-                })
-                .collect();
-            sql.push_str(&rows.join(", "));
-            sql.push_str(
-                ") AS e(n, at, step, outcome, attempt, upstream_status, duration_ms, detail) ORDER BY e.n)",
-            );
-        }
-        sql.push_str(" SELECT count(*) FROM updated");
-        let mut query = sqlx::query_scalar::<_, i64>(&sql)
-            .bind(order.id.as_uuid())
-            .bind(order.status.as_str())
-            .bind(order.progress.step.as_str())
-            .bind(order.reservation_id().map(|r| r.as_str()))
-            .bind(&json.progress)
-            .bind(json.failure.as_deref())
-            .bind(order.response.as_ref().map(|r| i32::from(r.status)))
-            .bind(order.response.as_ref().map(|r| r.body.as_str()))
-            .bind(order.updated_at)
-            .bind(&lease.owner);
-        for event in events {
-            query = query
-                .bind(event.at)
-                .bind(event.step)
-                .bind(event.outcome)
-                .bind(event.attempt.map(|a| a as i32))
-                .bind(event.upstream_status.map(i32::from))
-                .bind(event.duration_ms.map(|d| d as i64))
-                .bind(event.detail.as_deref());
-        }
-        let updated = query.fetch_one(&self.pool).await?;
-        if updated != 1 {
-            return Err(StoreError::LeaseLost(order.id));
-        }
-        Ok(())
+        self.saves
+            .write(ProgressRow::of(order, events, lease))
+            .await
     }
 
     pub async fn find_order(&self, id: OrderId) -> Result<Option<Order>, StoreError> {
@@ -431,20 +339,4 @@ impl PgStore {
         .await?;
         row.map(|r| order_row(&r)?.into_order()).transpose()
     }
-}
-
-/// Binds one event's seven values (time, step, outcome, attempt, upstream status,
-/// duration, detail), in that order.
-fn bind_event<'q>(
-    query: sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>,
-    event: &'q NewEvent,
-) -> sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments> {
-    query
-        .bind(event.at)
-        .bind(event.step)
-        .bind(event.outcome)
-        .bind(event.attempt.map(|a| a as i32))
-        .bind(event.upstream_status.map(i32::from))
-        .bind(event.duration_ms.map(|d| d as i64))
-        .bind(event.detail.as_deref())
 }

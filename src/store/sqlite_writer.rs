@@ -16,6 +16,7 @@ use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{SqliteSynchronous, StoreError};
+use crate::telemetry::metrics;
 
 /// Most writes committed together.
 const MAX_BATCH: usize = 256;
@@ -135,6 +136,7 @@ fn serve(conn: Connection, mut jobs: mpsc::UnboundedReceiver<Job>) {
                 Err(_) => break,
             }
         }
+        metrics::write_batch("sqlite", "any", batch.len());
         let begun = run_cached(&conn, "BEGIN IMMEDIATE").map_err(|e| e.to_string());
         let mut settles = Vec::with_capacity(batch.len());
         for job in batch.drain(..) {

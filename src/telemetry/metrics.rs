@@ -12,6 +12,9 @@ const BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
 
+/// Buckets of `db_write_batch_size`: writes per commit, up to the writers' batch limit.
+const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0];
+
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
 /// Installs the process-wide recorder (once; later calls return the same handle).
@@ -20,6 +23,8 @@ pub fn install() -> PrometheusHandle {
         .get_or_init(|| {
             let handle = PrometheusBuilder::new()
                 .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), BUCKETS)
+                .expect("buckets are not empty")
+                .set_buckets_for_metric(Matcher::Full("db_write_batch_size".into()), BATCH_BUCKETS)
                 .expect("buckets are not empty")
                 .install_recorder()
                 .expect("no other metrics recorder is installed");
@@ -80,6 +85,10 @@ fn describe() {
     describe_gauge!(
         "db_pool_connections",
         "Database connections by state (idle, in_use)."
+    );
+    describe_histogram!(
+        "db_write_batch_size",
+        "Writes committed together (group commit), by database and write."
     );
     describe_counter!(
         "reservation_outcome_unknown_total",
@@ -148,6 +157,12 @@ pub fn needs_attention(count: u64) {
 pub fn db_pool(idle: usize, in_use: usize) {
     gauge!("db_pool_connections", "state" => "idle").set(idle as f64);
     gauge!("db_pool_connections", "state" => "in_use").set(in_use as f64);
+}
+
+/// One commit of `writes` writes of kind `write` (`any` where kinds are mixed).
+pub fn write_batch(database: &'static str, write: &'static str, writes: usize) {
+    histogram!("db_write_batch_size", "database" => database, "write" => write)
+        .record(writes as f64);
 }
 
 /// Counts a saga in `sagas_in_flight` for as long as it lives.

@@ -1,0 +1,435 @@
+//! Group commit for PostgreSQL: the saga's writes of every order this process drives are
+//! queued, and whatever has queued while the previous statements ran goes to the server
+//! as one statement — one round trip, one transaction, one WAL flush for all of them. A
+//! write's caller is answered only after its statement committed.
+//!
+//! Why: measured with `perf`, the server spent most of its CPU per statement, not per row
+//! (protocol, executor start-up, commit and `fdatasync`), and five statements per order
+//! made the database server on the same cores the bound. Batching changes none of the
+//! rules: each write is still applied only under its lease, and is committed before its
+//! caller goes on.
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::sync::Arc;
+
+use sqlx::PgPool;
+use tokio::sync::{Semaphore, mpsc, oneshot};
+use uuid::Uuid;
+
+use super::StoreError;
+use crate::telemetry::metrics;
+
+/// Most writes in one statement.
+const MAX_BATCH: usize = 256;
+/// Statements of one kind in flight at once. While one runs, new writes queue and make
+/// the next batch. One is the fastest measured on two cores (one against two against
+/// four, `POST /orders` at 64: ~2,840 / ~2,700 / ~2,380 orders/s): more statements in
+/// flight only split the same writes into smaller batches. All statements are short
+/// (nothing here holds a row lock across statements), so one does not wait long.
+const BATCHES_IN_FLIGHT: usize = 1;
+
+/// A write that can be applied together with others of its kind.
+pub(super) trait BatchedWrite: Send + Sync + Sized + 'static {
+    /// What the write is, for the `db_write_batch_size` metric.
+    const NAME: &'static str;
+    /// The order the write is about (at most one write per order goes in a statement).
+    fn order_id(&self) -> Uuid;
+    /// Applies this write alone; `false` if its condition did not hold (a taken key, a
+    /// lease held by another process).
+    fn apply_one(&self, pool: &PgPool) -> impl Future<Output = Result<bool, sqlx::Error>> + Send;
+    /// Applies `writes` in one statement; returns the ids of the orders it wrote (a write
+    /// whose condition did not hold is left out, not failed).
+    fn apply_many(
+        pool: &PgPool,
+        writes: &[Self],
+    ) -> impl Future<Output = Result<Vec<Uuid>, sqlx::Error>> + Send;
+    /// What the caller gets when its write was (`true`) or was not applied.
+    fn outcome(&self, applied: bool) -> Result<(), StoreError>;
+}
+
+/// The queue of one kind of write; cheap to clone.
+pub(super) struct Batcher<W> {
+    queue: mpsc::UnboundedSender<Job<W>>,
+}
+
+impl<W> Clone for Batcher<W> {
+    fn clone(&self) -> Self {
+        Self {
+            queue: self.queue.clone(),
+        }
+    }
+}
+
+impl<W> std::fmt::Debug for Batcher<W> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Batcher").finish_non_exhaustive()
+    }
+}
+
+struct Job<W> {
+    write: W,
+    answer: oneshot::Sender<Result<(), StoreError>>,
+}
+
+impl<W: BatchedWrite> Batcher<W> {
+    /// Starts the task that gathers and applies the writes (on the current runtime).
+    pub fn start(pool: PgPool) -> Self {
+        let (queue, jobs) = mpsc::unbounded_channel();
+        tokio::spawn(gather(pool, jobs));
+        Self { queue }
+    }
+
+    /// Queues `write` for the next batch at once (so writes queue in the order of the
+    /// calls) and returns its outcome once that batch committed.
+    pub fn write(&self, write: W) -> impl Future<Output = Result<(), StoreError>> + use<W> {
+        let (answer, answered) = oneshot::channel();
+        let queued = self.queue.send(Job { write, answer }).is_ok();
+        async move {
+            if !queued {
+                return Err(StoreError::Database(sqlx::Error::PoolClosed));
+            }
+            answered.await.map_err(|_| {
+                StoreError::Corrupt("the PostgreSQL batch writer stopped before answering".into())
+            })?
+        }
+    }
+}
+
+/// Takes the queued writes, up to [`MAX_BATCH`] at a time, whenever a statement slot is
+/// free, and applies each batch in a task of its own.
+async fn gather<W: BatchedWrite>(pool: PgPool, mut jobs: mpsc::UnboundedReceiver<Job<W>>) {
+    let slots = Arc::new(Semaphore::new(BATCHES_IN_FLIGHT));
+    while let Some(first) = jobs.recv().await {
+        // Waiting for a slot is what lets the next batch grow.
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match jobs.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let pool = pool.clone();
+        tokio::spawn(async move {
+            apply_batch(&pool, batch).await;
+            drop(slot);
+        });
+    }
+}
+
+/// Applies a batch and answers every write in it. An order written twice in one batch
+/// (nothing in the saga does that, but nothing here relies on it) has its later write
+/// applied after the rest, on its own: one statement updates a row only once.
+async fn apply_batch<W: BatchedWrite>(pool: &PgPool, batch: Vec<Job<W>>) {
+    let mut seen = HashSet::with_capacity(batch.len());
+    let (once, repeated): (Vec<_>, Vec<_>) = batch
+        .into_iter()
+        .partition(|job| seen.insert(job.write.order_id()));
+    apply_together(pool, once).await;
+    for job in repeated {
+        apply_together(pool, vec![job]).await;
+    }
+}
+
+/// Applies the writes in one statement (or a lone write in its own, smaller one) and
+/// answers each.
+async fn apply_together<W: BatchedWrite>(pool: &PgPool, jobs: Vec<Job<W>>) {
+    let (writes, answers): (Vec<W>, Vec<_>) = jobs.into_iter().map(|j| (j.write, j.answer)).unzip();
+    metrics::write_batch("postgres", W::NAME, writes.len());
+    if writes.len() > 1 {
+        match W::apply_many(pool, &writes).await {
+            Ok(applied) => {
+                let applied: HashSet<Uuid> = applied.into_iter().collect();
+                for (write, answer) in writes.iter().zip(answers) {
+                    let _ = answer.send(write.outcome(applied.contains(&write.order_id())));
+                }
+                return;
+            }
+            Err(sqlx::Error::Database(error)) => {
+                // The server refused the statement, so none of it was written. One
+                // write's fault (a value out of range, a deadlock with another replica)
+                // must not fail the others: each goes again on its own, below.
+                tracing::warn!(%error, writes = writes.len(), "a batched write failed; applying its writes one by one");
+            }
+            Err(error) => {
+                // The connection failed (or the pool closed): whether the statement
+                // committed is unknown, so nothing is tried again; every caller gets the
+                // error, as it would have for a statement of its own.
+                let error = Arc::new(error);
+                for answer in answers {
+                    let _ = answer.send(Err(StoreError::Batch(error.clone())));
+                }
+                return;
+            }
+        }
+    }
+    for (write, answer) in writes.iter().zip(answers) {
+        let _ = answer.send(outcome_of(write, write.apply_one(pool).await));
+    }
+}
+
+fn outcome_of<W: BatchedWrite>(
+    write: &W,
+    applied: Result<bool, sqlx::Error>,
+) -> Result<(), StoreError> {
+    write.outcome(applied.map_err(StoreError::Database)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use tokio::sync::RwLock;
+
+    use super::*;
+
+    /// How a fake write ends.
+    #[derive(Clone, Copy, PartialEq)]
+    enum End {
+        Applied,
+        /// Its condition did not hold (a lease held by another process).
+        Refused,
+        /// The server rejects any statement that carries it.
+        ServerError,
+        /// The connection breaks during any statement that carries it.
+        ConnectionLost,
+    }
+
+    /// A write that touches no database: it records the statements it went out in, and a
+    /// statement does not end while the test holds the gate shut.
+    struct Fake {
+        id: Uuid,
+        end: End,
+        log: Arc<Log>,
+    }
+
+    #[derive(Default)]
+    struct Log {
+        statements: Mutex<Vec<Vec<Uuid>>>,
+        gate: RwLock<()>,
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("rejected by the fake server")]
+    struct Rejected;
+
+    impl sqlx::error::DatabaseError for Rejected {
+        fn message(&self) -> &str {
+            "rejected by the fake server"
+        }
+        fn as_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+            self
+        }
+        fn as_error_mut(&mut self) -> &mut (dyn std::error::Error + Send + Sync + 'static) {
+            self
+        }
+        fn into_error(self: Box<Self>) -> Box<dyn std::error::Error + Send + Sync + 'static> {
+            self
+        }
+        fn kind(&self) -> sqlx::error::ErrorKind {
+            sqlx::error::ErrorKind::Other
+        }
+    }
+
+    impl BatchedWrite for Fake {
+        const NAME: &'static str = "fake";
+
+        fn order_id(&self) -> Uuid {
+            self.id
+        }
+
+        async fn apply_one(&self, pool: &PgPool) -> Result<bool, sqlx::Error> {
+            let applied = Self::apply_many(pool, std::slice::from_ref(self)).await?;
+            Ok(!applied.is_empty())
+        }
+
+        async fn apply_many(_: &PgPool, writes: &[Self]) -> Result<Vec<Uuid>, sqlx::Error> {
+            let log = &writes[0].log;
+            log.statements
+                .lock()
+                .unwrap()
+                .push(writes.iter().map(|w| w.id).collect());
+            let _open = log.gate.read().await;
+            if writes.iter().any(|w| w.end == End::ServerError) {
+                return Err(sqlx::Error::Database(Box::new(Rejected)));
+            }
+            if writes.iter().any(|w| w.end == End::ConnectionLost) {
+                return Err(sqlx::Error::Io(std::io::ErrorKind::ConnectionReset.into()));
+            }
+            Ok(writes
+                .iter()
+                .filter(|w| w.end == End::Applied)
+                .map(|w| w.id)
+                .collect())
+        }
+
+        fn outcome(&self, applied: bool) -> Result<(), StoreError> {
+            if applied {
+                Ok(())
+            } else {
+                Err(StoreError::LeaseLost(self.id.into()))
+            }
+        }
+    }
+
+    type Outcome = tokio::task::JoinHandle<Result<(), StoreError>>;
+
+    /// The batcher with fake writes, on the test's single-threaded runtime: nothing runs
+    /// until the test awaits, so which writes share a statement is deterministic.
+    struct Harness {
+        batcher: Batcher<Fake>,
+        log: Arc<Log>,
+    }
+
+    impl Harness {
+        fn new() -> Self {
+            // Never connects: the fake writes do not use it.
+            let pool = sqlx::postgres::PgPoolOptions::new()
+                .connect_lazy("postgres://nobody@127.0.0.1:1/none")
+                .unwrap();
+            Self {
+                batcher: Batcher::start(pool),
+                log: Arc::default(),
+            }
+        }
+
+        /// Queues a write now; its outcome comes from the returned task.
+        fn send(&self, id: Uuid, end: End) -> Outcome {
+            let log = self.log.clone();
+            tokio::spawn(self.batcher.write(Fake { id, end, log }))
+        }
+
+        /// Lets every task run until it waits (for the gate, a slot or a write).
+        async fn settle(&self) {
+            for _ in 0..10 {
+                tokio::task::yield_now().await;
+            }
+        }
+
+        fn statements(&self) -> Vec<Vec<Uuid>> {
+            self.log.statements.lock().unwrap().clone()
+        }
+    }
+
+    async fn outcomes(handles: Vec<Outcome>) -> Vec<Result<(), StoreError>> {
+        let mut out = Vec::new();
+        for handle in handles {
+            out.push(handle.await.unwrap());
+        }
+        out
+    }
+
+    fn ids(n: usize) -> Vec<Uuid> {
+        (0..n).map(|_| Uuid::new_v4()).collect()
+    }
+
+    #[tokio::test]
+    async fn writes_queued_while_statements_run_make_the_next_statement() {
+        let harness = Harness::new();
+        let shut = harness.log.gate.write().await;
+        let ids = ids(2 + 30);
+        let mut sent = Vec::new();
+        // The first writes each find a free slot and go alone...
+        for id in &ids[..BATCHES_IN_FLIGHT] {
+            sent.push(harness.send(*id, End::Applied));
+            harness.settle().await;
+        }
+        // ...the rest queue while those run, and then go out together.
+        for id in &ids[BATCHES_IN_FLIGHT..] {
+            sent.push(harness.send(*id, End::Applied));
+        }
+        harness.settle().await;
+        drop(shut);
+        assert!(outcomes(sent).await.iter().all(Result::is_ok));
+        let mut expected: Vec<Vec<Uuid>> = ids[..BATCHES_IN_FLIGHT]
+            .iter()
+            .map(|id| vec![*id])
+            .collect();
+        expected.push(ids[BATCHES_IN_FLIGHT..].to_vec());
+        assert_eq!(harness.statements(), expected);
+    }
+
+    #[tokio::test]
+    async fn a_refused_condition_fails_only_its_own_write() {
+        let harness = Harness::new();
+        let ids = ids(3);
+        let ends = [End::Applied, End::Refused, End::Applied];
+        let sent = ids
+            .iter()
+            .zip(ends)
+            .map(|(id, end)| harness.send(*id, end))
+            .collect();
+        let got = outcomes(sent).await;
+        assert!(got[0].is_ok() && got[2].is_ok(), "{got:?}");
+        assert!(matches!(got[1], Err(StoreError::LeaseLost(_))), "{got:?}");
+        assert_eq!(harness.statements(), vec![ids]);
+    }
+
+    #[tokio::test]
+    async fn a_statement_the_server_rejects_is_retried_write_by_write() {
+        let harness = Harness::new();
+        let ids = ids(4);
+        let ends = [End::Applied, End::Applied, End::ServerError, End::Applied];
+        let sent = ids
+            .iter()
+            .zip(ends)
+            .map(|(id, end)| harness.send(*id, end))
+            .collect();
+        let got = outcomes(sent).await;
+        for (n, outcome) in got.iter().enumerate() {
+            match n {
+                2 => assert!(matches!(outcome, Err(StoreError::Database(_))), "{got:?}"),
+                _ => assert!(outcome.is_ok(), "write {n}: {outcome:?}"),
+            }
+        }
+        let mut expected = vec![ids.clone()];
+        expected.extend(ids.iter().map(|id| vec![*id]));
+        assert_eq!(harness.statements(), expected);
+    }
+
+    #[tokio::test]
+    async fn a_lost_connection_fails_its_whole_batch_and_nothing_is_repeated() {
+        let harness = Harness::new();
+        let ids = ids(3);
+        let ends = [End::Applied, End::ConnectionLost, End::Applied];
+        let sent = ids
+            .iter()
+            .zip(ends)
+            .map(|(id, end)| harness.send(*id, end))
+            .collect();
+        let got = outcomes(sent).await;
+        assert!(
+            got.iter().all(|o| matches!(o, Err(StoreError::Batch(_)))),
+            "{got:?}"
+        );
+        assert_eq!(harness.statements(), vec![ids]);
+    }
+
+    #[tokio::test]
+    async fn a_lone_write_that_fails_gets_its_own_error() {
+        let harness = Harness::new();
+        let id = Uuid::new_v4();
+        let got = outcomes(vec![harness.send(id, End::ConnectionLost)]).await;
+        assert!(
+            matches!(got[0], Err(StoreError::Database(sqlx::Error::Io(_)))),
+            "{got:?}"
+        );
+        assert_eq!(harness.statements(), vec![vec![id]]);
+    }
+
+    #[tokio::test]
+    async fn an_order_written_twice_goes_in_two_statements() {
+        let harness = Harness::new();
+        let [twice, other] = [Uuid::new_v4(), Uuid::new_v4()];
+        let sent = vec![
+            harness.send(twice, End::Applied),
+            harness.send(other, End::Applied),
+            harness.send(twice, End::Applied),
+        ];
+        assert!(outcomes(sent).await.iter().all(Result::is_ok));
+        assert_eq!(harness.statements(), vec![vec![twice, other], vec![twice]]);
+    }
+}

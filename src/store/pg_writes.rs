@@ -1,0 +1,507 @@
+//! The two writes of the saga's hot path on PostgreSQL — a new order with its key and
+//! first event, and a step's progress with its events — as owned rows, and the statement
+//! that applies any number of them at once ([`super::pg_batch`] gathers them).
+//!
+//! A write alone goes as a small statement of its own (prepared, planned once per
+//! connection: an index lookup by id whatever the table's size). Several go as one
+//! statement that takes an array per column (`unnest`); that one is planned at each run
+//! (`persistent(false)`), with the arrays' real sizes and the table's current
+//! statistics. A plan cached for it went wrong: made while the table was small, it kept
+//! scanning the whole table once that had grown (measured: half the throughput).
+
+use rust_decimal::Decimal;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use super::pg_batch::BatchedWrite;
+use super::row::{OrderJson, ProgressJson};
+use super::{Lease, NewEvent, NewKey, StoreError};
+use crate::domain::order::Order;
+use crate::domain::when::Timestamp;
+
+/// A new order, its idempotency key (if any) and its first event.
+pub(super) struct NewOrderRow {
+    id: Uuid,
+    user_id: String,
+    currency: &'static str,
+    json: OrderJson,
+    total: Decimal,
+    status: &'static str,
+    step: &'static str,
+    reservation_id: Option<String>,
+    payment_id: String,
+    shipment_id: String,
+    response_status: Option<i32>,
+    response_body: Option<String>,
+    lease_owner: String,
+    lease_expires_at: Timestamp,
+    created_at: Timestamp,
+    updated_at: Timestamp,
+    key: Option<(String, String, Timestamp)>,
+    event: NewEvent,
+}
+
+impl NewOrderRow {
+    pub fn of(order: &Order, key: Option<NewKey<'_>>, event: &NewEvent, lease: &Lease) -> Self {
+        Self {
+            id: order.id.as_uuid(),
+            user_id: order.user_id.as_str().to_owned(),
+            currency: order.currency.code(),
+            json: storable_order_json(OrderJson::of(order)),
+            total: order.total,
+            status: order.status.as_str(),
+            step: order.progress.step.as_str(),
+            reservation_id: order.reservation_id().map(|r| storable(r.as_str())),
+            payment_id: order.payment_id.as_str().to_owned(),
+            shipment_id: order.shipment_id.as_str().to_owned(),
+            response_status: order.response.as_ref().map(|r| i32::from(r.status)),
+            response_body: order.response.as_ref().map(|r| r.body.clone()),
+            lease_owner: lease.owner.clone(),
+            lease_expires_at: lease.expires_at(order.updated_at),
+            created_at: order.created_at,
+            updated_at: order.updated_at,
+            key: key.map(|k| {
+                (
+                    k.key.as_str().to_owned(),
+                    k.fingerprint.as_str().to_owned(),
+                    k.expires_at,
+                )
+            }),
+            event: storable_event(event),
+        }
+    }
+}
+
+/// One order: key, order and first event through data-modifying CTEs; a taken key fails
+/// the whole statement with a unique violation.
+const INSERT_ORDER: &str = "\
+WITH new_key AS (
+  INSERT INTO idempotency_keys (user_id, idem_key, fingerprint, order_id, created_at, expires_at)
+  SELECT $2, $20, $21, $1, $18, $22 WHERE $20::text IS NOT NULL
+), new_order AS (
+  INSERT INTO orders (id, user_id, currency, address, items, total, status, step,
+    reservation_id, payment_id, shipment_id, progress, failure, response_status,
+    response_body, lease_owner, lease_expires_at, created_at, updated_at)
+  VALUES ($1, $2, $3, $4::jsonb, $5::jsonb, $6, $7, $8, $9, $10, $11, $12::jsonb, $13::jsonb,
+    $14, $15, $16, $17, $18, $19)
+)
+INSERT INTO order_events (order_id, at, step, outcome, attempt, upstream_status, duration_ms, detail)
+VALUES ($1, $23, $24, $25, $26, $27, $28, $29)";
+
+/// Keys go in with `ON CONFLICT DO NOTHING`, and only the orders whose key went in (or
+/// that have none) follow, with their events: a taken key — by another transaction or by
+/// an earlier row of the same batch — leaves that one order out instead of failing the
+/// statement. Returns the ids of the orders stored.
+const INSERT_ORDERS: &str = "\
+WITH v AS (
+  SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::numeric[],
+      $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[],
+      $14::int4[], $15::text[], $16::text[], $17::timestamptz[], $18::timestamptz[],
+      $19::timestamptz[], $20::text[], $21::text[], $22::timestamptz[], $23::timestamptz[],
+      $24::text[], $25::text[], $26::int4[], $27::int4[], $28::int8[], $29::text[])
+    WITH ORDINALITY AS v(id, user_id, currency, address, items, total, status, step,
+      reservation_id, payment_id, shipment_id, progress, failure, response_status,
+      response_body, lease_owner, lease_expires_at, created_at, updated_at, idem_key,
+      fingerprint, key_expires_at, event_at, event_step, event_outcome, event_attempt,
+      event_upstream_status, event_duration_ms, event_detail, n)
+), new_key AS (
+  INSERT INTO idempotency_keys (user_id, idem_key, fingerprint, order_id, created_at, expires_at)
+  SELECT user_id, idem_key, fingerprint, id, created_at, key_expires_at
+  FROM v WHERE idem_key IS NOT NULL ORDER BY n
+  ON CONFLICT DO NOTHING
+  RETURNING order_id
+), new_order AS (
+  INSERT INTO orders (id, user_id, currency, address, items, total, status, step,
+    reservation_id, payment_id, shipment_id, progress, failure, response_status,
+    response_body, lease_owner, lease_expires_at, created_at, updated_at)
+  SELECT id, user_id, currency, address::jsonb, items::jsonb, total, status, step,
+    reservation_id, payment_id, shipment_id, progress::jsonb, failure::jsonb, response_status,
+    response_body, lease_owner, lease_expires_at, created_at, updated_at
+  FROM v WHERE idem_key IS NULL OR id IN (SELECT order_id FROM new_key) ORDER BY n
+  RETURNING id
+), logged AS (
+  INSERT INTO order_events (order_id, at, step, outcome, attempt, upstream_status, duration_ms, detail)
+  SELECT id, event_at, event_step, event_outcome, event_attempt, event_upstream_status,
+    event_duration_ms, event_detail
+  FROM v WHERE id IN (SELECT id FROM new_order) ORDER BY n
+)
+SELECT id FROM new_order";
+
+impl BatchedWrite for NewOrderRow {
+    const NAME: &'static str = "insert_order";
+
+    fn order_id(&self) -> Uuid {
+        self.id
+    }
+
+    async fn apply_one(&self, pool: &PgPool) -> Result<bool, sqlx::Error> {
+        let key = self.key.as_ref();
+        let done = sqlx::query(INSERT_ORDER)
+            .bind(self.id)
+            .bind(&self.user_id)
+            .bind(self.currency)
+            .bind(&self.json.address)
+            .bind(&self.json.items)
+            .bind(self.total)
+            .bind(self.status)
+            .bind(self.step)
+            .bind(self.reservation_id.as_deref())
+            .bind(&self.payment_id)
+            .bind(&self.shipment_id)
+            .bind(&self.json.progress)
+            .bind(self.json.failure.as_deref())
+            .bind(self.response_status)
+            .bind(self.response_body.as_deref())
+            .bind(&self.lease_owner)
+            .bind(self.lease_expires_at)
+            .bind(self.created_at)
+            .bind(self.updated_at)
+            .bind(key.map(|k| k.0.as_str()))
+            .bind(key.map(|k| k.1.as_str()))
+            .bind(key.map(|k| k.2))
+            .bind(self.event.at)
+            .bind(self.event.step)
+            .bind(self.event.outcome)
+            .bind(self.event.attempt.map(to_i32))
+            .bind(self.event.upstream_status.map(i32::from))
+            .bind(self.event.duration_ms.map(to_i64))
+            .bind(self.event.detail.as_deref())
+            .execute(pool)
+            .await;
+        match done {
+            Ok(_) => Ok(true),
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn apply_many(pool: &PgPool, rows: &[Self]) -> Result<Vec<Uuid>, sqlx::Error> {
+        let column = |f: fn(&Self) -> Option<&str>| rows.iter().map(f).collect::<Vec<_>>();
+        let events = EventColumns::of(rows.iter().map(|r| (r.id, &r.event)));
+        sqlx::query_scalar(INSERT_ORDERS)
+            .bind(rows.iter().map(|r| r.id).collect::<Vec<_>>())
+            .bind(column(|r| Some(&r.user_id)))
+            .bind(column(|r| Some(r.currency)))
+            .bind(column(|r| Some(&r.json.address)))
+            .bind(column(|r| Some(&r.json.items)))
+            .bind(rows.iter().map(|r| r.total).collect::<Vec<_>>())
+            .bind(column(|r| Some(r.status)))
+            .bind(column(|r| Some(r.step)))
+            .bind(column(|r| r.reservation_id.as_deref()))
+            .bind(column(|r| Some(&r.payment_id)))
+            .bind(column(|r| Some(&r.shipment_id)))
+            .bind(column(|r| Some(&r.json.progress)))
+            .bind(column(|r| r.json.failure.as_deref()))
+            .bind(rows.iter().map(|r| r.response_status).collect::<Vec<_>>())
+            .bind(column(|r| r.response_body.as_deref()))
+            .bind(column(|r| Some(&r.lease_owner)))
+            .bind(rows.iter().map(|r| r.lease_expires_at).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.created_at).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.updated_at).collect::<Vec<_>>())
+            .bind(column(|r| r.key.as_ref().map(|k| k.0.as_str())))
+            .bind(column(|r| r.key.as_ref().map(|k| k.1.as_str())))
+            .bind(
+                rows.iter()
+                    .map(|r| r.key.as_ref().map(|k| k.2))
+                    .collect::<Vec<_>>(),
+            )
+            .bind(events.at)
+            .bind(events.step)
+            .bind(events.outcome)
+            .bind(events.attempt)
+            .bind(events.upstream_status)
+            .bind(events.duration_ms)
+            .bind(events.detail)
+            .persistent(false)
+            .fetch_all(pool)
+            .await
+    }
+
+    fn outcome(&self, applied: bool) -> Result<(), StoreError> {
+        match (applied, &self.key) {
+            (true, _) => Ok(()),
+            (false, Some(_)) => Err(StoreError::KeyTaken),
+            (false, None) => Err(StoreError::Corrupt(format!(
+                "order {} was not stored, and it has no key that could be taken",
+                self.id
+            ))),
+        }
+    }
+}
+
+/// A step's result: the order's new state and the events that go with it.
+pub(super) struct ProgressRow {
+    id: Uuid,
+    status: &'static str,
+    step: &'static str,
+    reservation_id: Option<String>,
+    json: ProgressJson,
+    response_status: Option<i32>,
+    response_body: Option<String>,
+    updated_at: Timestamp,
+    lease_owner: String,
+    events: Vec<NewEvent>,
+}
+
+impl ProgressRow {
+    pub fn of(order: &Order, events: &[NewEvent], lease: &Lease) -> Self {
+        Self {
+            id: order.id.as_uuid(),
+            status: order.status.as_str(),
+            step: order.progress.step.as_str(),
+            reservation_id: order.reservation_id().map(|r| storable(r.as_str())),
+            json: storable_progress_json(ProgressJson::of(order)),
+            response_status: order.response.as_ref().map(|r| i32::from(r.status)),
+            response_body: order.response.as_ref().map(|r| r.body.clone()),
+            updated_at: order.updated_at,
+            lease_owner: lease.owner.clone(),
+            events: events.iter().map(storable_event).collect(),
+        }
+    }
+}
+
+/// One order's new state, and its events (in the order given) only if the update found
+/// the lease held by the writer.
+const SAVE_ONE: &str = "\
+WITH updated AS (
+  UPDATE orders SET status = $2, step = $3, reservation_id = $4, progress = $5::jsonb,
+    failure = $6::jsonb, response_status = $7, response_body = $8, updated_at = $9
+  WHERE id = $1 AND lease_owner = $10
+  RETURNING id
+), logged AS (
+  INSERT INTO order_events (order_id, at, step, outcome, attempt, upstream_status, duration_ms, detail)
+  SELECT updated.id, e.at, e.step, e.outcome, e.attempt, e.upstream_status, e.duration_ms, e.detail
+  FROM updated CROSS JOIN unnest($11::timestamptz[], $12::text[], $13::text[], $14::int4[],
+      $15::int4[], $16::int8[], $17::text[])
+    WITH ORDINALITY AS e(at, step, outcome, attempt, upstream_status, duration_ms, detail, n)
+  ORDER BY e.n
+)
+SELECT count(*) FROM updated";
+
+/// Only rows whose lease is still held by the writer are updated, and only their events
+/// are logged (in the order given). The lease's end is left alone: the driver renews it
+/// while a step runs. Returns the ids of the orders updated.
+const SAVE_PROGRESS: &str = "\
+WITH v AS (
+  SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+      $7::int4[], $8::text[], $9::timestamptz[], $10::text[])
+    AS v(id, status, step, reservation_id, progress, failure, response_status, response_body,
+      updated_at, lease_owner)
+), updated AS (
+  UPDATE orders o SET status = v.status, step = v.step, reservation_id = v.reservation_id,
+    progress = v.progress::jsonb, failure = v.failure::jsonb,
+    response_status = v.response_status, response_body = v.response_body,
+    updated_at = v.updated_at
+  FROM v WHERE o.id = v.id AND o.lease_owner = v.lease_owner
+  RETURNING o.id
+), logged AS (
+  INSERT INTO order_events (order_id, at, step, outcome, attempt, upstream_status, duration_ms, detail)
+  SELECT e.order_id, e.at, e.step, e.outcome, e.attempt, e.upstream_status, e.duration_ms, e.detail
+  FROM unnest($11::uuid[], $12::timestamptz[], $13::text[], $14::text[], $15::int4[],
+      $16::int4[], $17::int8[], $18::text[])
+    WITH ORDINALITY AS e(order_id, at, step, outcome, attempt, upstream_status, duration_ms,
+      detail, n)
+  WHERE e.order_id IN (SELECT id FROM updated) ORDER BY e.n
+)
+SELECT id FROM updated";
+
+impl BatchedWrite for ProgressRow {
+    const NAME: &'static str = "save_progress";
+
+    fn order_id(&self) -> Uuid {
+        self.id
+    }
+
+    async fn apply_one(&self, pool: &PgPool) -> Result<bool, sqlx::Error> {
+        let events = EventColumns::of(self.events.iter().map(|e| (self.id, e)));
+        let updated: i64 = sqlx::query_scalar(SAVE_ONE)
+            .bind(self.id)
+            .bind(self.status)
+            .bind(self.step)
+            .bind(self.reservation_id.as_deref())
+            .bind(&self.json.progress)
+            .bind(self.json.failure.as_deref())
+            .bind(self.response_status)
+            .bind(self.response_body.as_deref())
+            .bind(self.updated_at)
+            .bind(&self.lease_owner)
+            .bind(events.at)
+            .bind(events.step)
+            .bind(events.outcome)
+            .bind(events.attempt)
+            .bind(events.upstream_status)
+            .bind(events.duration_ms)
+            .bind(events.detail)
+            .fetch_one(pool)
+            .await?;
+        Ok(updated == 1)
+    }
+
+    async fn apply_many(pool: &PgPool, rows: &[Self]) -> Result<Vec<Uuid>, sqlx::Error> {
+        let column = |f: fn(&Self) -> Option<&str>| rows.iter().map(f).collect::<Vec<_>>();
+        let events = EventColumns::of(
+            rows.iter()
+                .flat_map(|r| r.events.iter().map(move |e| (r.id, e))),
+        );
+        sqlx::query_scalar(SAVE_PROGRESS)
+            .bind(rows.iter().map(|r| r.id).collect::<Vec<_>>())
+            .bind(column(|r| Some(r.status)))
+            .bind(column(|r| Some(r.step)))
+            .bind(column(|r| r.reservation_id.as_deref()))
+            .bind(column(|r| Some(&r.json.progress)))
+            .bind(column(|r| r.json.failure.as_deref()))
+            .bind(rows.iter().map(|r| r.response_status).collect::<Vec<_>>())
+            .bind(column(|r| r.response_body.as_deref()))
+            .bind(rows.iter().map(|r| r.updated_at).collect::<Vec<_>>())
+            .bind(column(|r| Some(&r.lease_owner)))
+            .bind(events.order_id)
+            .bind(events.at)
+            .bind(events.step)
+            .bind(events.outcome)
+            .bind(events.attempt)
+            .bind(events.upstream_status)
+            .bind(events.duration_ms)
+            .bind(events.detail)
+            .persistent(false)
+            .fetch_all(pool)
+            .await
+    }
+
+    fn outcome(&self, applied: bool) -> Result<(), StoreError> {
+        if applied {
+            Ok(())
+        } else {
+            Err(StoreError::LeaseLost(self.id.into()))
+        }
+    }
+}
+
+/// Events as one array per column, for `unnest`.
+struct EventColumns<'a> {
+    order_id: Vec<Uuid>,
+    at: Vec<Timestamp>,
+    step: Vec<&'static str>,
+    outcome: Vec<&'static str>,
+    attempt: Vec<Option<i32>>,
+    upstream_status: Vec<Option<i32>>,
+    duration_ms: Vec<Option<i64>>,
+    detail: Vec<Option<&'a str>>,
+}
+
+impl<'a> EventColumns<'a> {
+    fn of(events: impl Iterator<Item = (Uuid, &'a NewEvent)>) -> Self {
+        let mut columns = Self {
+            order_id: Vec::new(),
+            at: Vec::new(),
+            step: Vec::new(),
+            outcome: Vec::new(),
+            attempt: Vec::new(),
+            upstream_status: Vec::new(),
+            duration_ms: Vec::new(),
+            detail: Vec::new(),
+        };
+        for (order_id, event) in events {
+            columns.order_id.push(order_id);
+            columns.at.push(event.at);
+            columns.step.push(event.step);
+            columns.outcome.push(event.outcome);
+            columns
+                .attempt
+                .push(event.attempt.map(|a| i32::try_from(a).unwrap_or(i32::MAX)));
+            columns
+                .upstream_status
+                .push(event.upstream_status.map(i32::from));
+            columns.duration_ms.push(
+                event
+                    .duration_ms
+                    .map(|d| i64::try_from(d).unwrap_or(i64::MAX)),
+            );
+            columns.detail.push(event.detail.as_deref());
+        }
+        columns
+    }
+}
+
+/// An event's attempt number as a column value (counts that large do not happen).
+fn to_i32(n: u32) -> i32 {
+    i32::try_from(n).unwrap_or(i32::MAX)
+}
+
+/// An event's duration as a column value (durations that large do not happen).
+fn to_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+// PostgreSQL's TEXT and JSONB cannot hold U+0000. Requests with it are refused at the
+// edge, but text from downstream services (a reservation id, an error's detail) is taken
+// as it comes, and one NUL would make every save of its order fail: it is stored as
+// U+FFFD instead. SQLite keeps it as it is.
+
+/// `text` with NUL characters replaced.
+fn storable(text: &str) -> String {
+    text.replace('\0', "\u{fffd}")
+}
+
+/// `json` with every `\u0000` escape (serde's only way of writing U+0000) replaced by
+/// `\ufffd`; an escaped backslash followed by `u0000` is text and stays.
+fn storable_json(json: String) -> String {
+    if !json.contains("\\u0000") {
+        return json;
+    }
+    let bytes = json.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut at = 0;
+    while at < bytes.len() {
+        if bytes[at] != b'\\' {
+            out.push(bytes[at]);
+            at += 1;
+        } else if bytes[at + 1..].starts_with(b"u0000") {
+            out.extend_from_slice(b"\\ufffd");
+            at += 6;
+        } else {
+            // An escape: the backslash and the ASCII character it escapes.
+            let end = (at + 2).min(bytes.len());
+            out.extend_from_slice(&bytes[at..end]);
+            at = end;
+        }
+    }
+    String::from_utf8(out).expect("only ASCII escapes were replaced")
+}
+
+fn storable_order_json(json: OrderJson) -> OrderJson {
+    OrderJson {
+        address: storable_json(json.address),
+        items: storable_json(json.items),
+        progress: storable_json(json.progress),
+        failure: json.failure.map(storable_json),
+    }
+}
+
+fn storable_progress_json(json: ProgressJson) -> ProgressJson {
+    ProgressJson {
+        progress: storable_json(json.progress),
+        failure: json.failure.map(storable_json),
+    }
+}
+
+fn storable_event(event: &NewEvent) -> NewEvent {
+    NewEvent {
+        detail: event.detail.as_deref().map(storable),
+        ..event.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nul_escapes_become_replacement_characters_and_nothing_else_changes() {
+        let text = "a\0b\\u0000c\"\u{e9}\0";
+        let json = serde_json::to_string(text).unwrap();
+        let stored: String = serde_json::from_str(&storable_json(json)).unwrap();
+        assert_eq!(stored, "a\u{fffd}b\\u0000c\"\u{e9}\u{fffd}");
+        let plain = serde_json::to_string("no nul here: \\ \" \u{1}").unwrap();
+        assert_eq!(storable_json(plain.clone()), plain);
+    }
+}
