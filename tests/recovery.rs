@@ -23,6 +23,8 @@ on_both_databases!(
     crash_during_reserve_is_retried_where_reserves_replay,
     crash_after_payment_taken_repeats_the_same_payment,
     crash_after_shipment_created_finds_it_instead_of_posting_again,
+    crash_after_unsaved_payment_and_shipment_makes_neither_again,
+    crash_after_unsaved_payment_then_a_failing_charge_cancels_the_shipment_too,
     past_the_deadline_a_crashed_order_is_compensated,
     past_the_deadline_a_shipped_order_is_finished_not_undone,
     past_the_deadline_a_paid_unshipped_order_is_refunded,
@@ -253,6 +255,73 @@ async fn crash_after_shipment_created_finds_it_instead_of_posting_again(backend:
     );
     assert_eq!(shipments.calls["GET /shipments/{id}"], 1);
     assert_eq!(shipments.shipments.len(), 1);
+    app.stop().await;
+}
+
+/// A taken payment is saved only with the shipment, so a process that died after both
+/// calls left the order at its payment step: the run that resumes it finds the payment by
+/// charging again with its id and the shipment by looking it up; neither is made twice.
+async fn crash_after_unsaved_payment_and_shipment_makes_neither_again(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let mut order = common::new_order(1);
+    let reservation = reserve_in_sandbox(&app, &order).await;
+    order.reserved(reservation);
+    charge_in_sandbox(&app, &order).await;
+    ship_in_sandbox(&app, &order).await;
+    leave_as_crashed(&app, &order).await;
+
+    assert_eq!(recover(&app).await.settled, 1);
+    let body = order_json(&app, &order).await;
+    assert_eq!(body["status"], "completed", "{body}");
+    let payments = app.payments().await;
+    assert_eq!(payments.payments.len(), 1, "the same payment");
+    assert_eq!(payments.payments[0].status, "completed");
+    let shipments = app.shipments().await;
+    assert_eq!(
+        shipments.calls["POST /shipments"], 1,
+        "only the dead process's: looked up, not posted again"
+    );
+    assert_eq!(shipments.shipments.len(), 1);
+    assert_eq!(
+        app.inventory().await.reservations[0].status,
+        ReservationStatus::Committed
+    );
+    app.stop().await;
+}
+
+/// The same crash, but charging again fails: the payment may have been taken and the
+/// shipment may exist, so undoing the order cancels the shipment as well as refunding and
+/// releasing — no cancelled order keeps a shipment.
+async fn crash_after_unsaved_payment_then_a_failing_charge_cancels_the_shipment_too(
+    backend: Backend,
+) {
+    let app = TestApp::spawn(backend).await;
+    let mut order = common::new_order(1);
+    let reservation = reserve_in_sandbox(&app, &order).await;
+    order.reserved(reservation);
+    charge_in_sandbox(&app, &order).await;
+    ship_in_sandbox(&app, &order).await;
+    leave_as_crashed(&app, &order).await;
+    app.fault(
+        "payment",
+        json!({"endpoint": "POST /payments", "errorRate": 1.0}),
+    )
+    .await;
+
+    assert_eq!(recover(&app).await.settled, 1);
+    let body = order_json(&app, &order).await;
+    assert_eq!(body["status"], "cancelled", "{body}");
+    assert_eq!(body["failure"]["step"], "payment");
+    let shipments = app.shipments().await;
+    assert_eq!(shipments.calls["DELETE /shipments/{id}"], 1);
+    assert!(shipments.shipments.is_empty(), "{:?}", shipments.shipments);
+    assert_eq!(app.payments().await.payments[0].status, "refunded");
+    let inventory = app.inventory().await;
+    assert_eq!(
+        inventory.reservations[0].status,
+        ReservationStatus::Released
+    );
+    assert_eq!(inventory.stock["SKU-001"], 100);
     app.stop().await;
 }
 

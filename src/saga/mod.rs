@@ -171,9 +171,9 @@ impl Saga {
                     match step {
                         SagaStep::Reserve => reserve::run(self, &mut order, &ctx, resumed).await,
                         SagaStep::Pay if deadline_passed => {
-                            payment::look_up_only(self, &mut order, &ctx).await
+                            payment::look_up_only(self, &mut order, &ctx, resumed).await
                         }
-                        SagaStep::Pay => payment::run(self, &mut order, &ctx).await,
+                        SagaStep::Pay => payment::run(self, &mut order, &ctx, resumed).await,
                         SagaStep::Ship => {
                             shipment::run(self, &mut order, &ctx, resumed, deadline_passed).await
                         }
@@ -233,6 +233,11 @@ impl Saga {
                     tracing::info!(status = %order.status, step = order.progress.step.as_str(), "order finished");
                 }
                 pending_events.append(&mut events);
+                if !stops && saved_with_next_step(step, &order) {
+                    // `resumed` stays: if this run was resumed at the payment, the
+                    // stopped run may also have created the shipment.
+                    continue;
+                }
                 self.inner
                     .store
                     .save_progress(&order, &pending_events, &self.inner.settings.lease)
@@ -345,6 +350,18 @@ impl Saga {
     fn retry_policy(&self) -> RetryPolicy {
         self.inner.settings.retry
     }
+}
+
+/// Whether the result of step `done` is saved only with the next step's: a payment taken.
+/// Four durable writes per order instead of five (the order with its key, the
+/// reservation, the shipment, the settled order), and nothing is lost by it: a run that
+/// stops before the next save leaves the order at its payment step; the run that resumes
+/// it charges again with the same payment id, which the payment service answers with the
+/// first charge's record, and treats the shipment as possibly created (looks it up before
+/// creating it, cancels it too if it has to undo the order). The reservation's result is
+/// saved at once: the inventory service cannot be asked for it later.
+fn saved_with_next_step(done: SagaStep, order: &Order) -> bool {
+    done == SagaStep::Pay && order.progress.step == SagaStep::Ship
 }
 
 /// A call an open circuit breaker refused was never sent, so it is no reason to fail the

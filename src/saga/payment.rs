@@ -1,6 +1,10 @@
 //! Step 2: take the payment. Payments are idempotent by the id we chose, so every kind of
 //! transient failure is retried with the same id. Past the order's deadline no payment is
 //! taken any more; one that an earlier run may have taken is looked up instead.
+//!
+//! A taken payment is saved only with the shipment that follows it, so a run resumed at
+//! this step (`resumed`) must reckon with a shipment the stopped run may have created: if
+//! it cannot learn the payment and has to undo the order, it cancels that shipment too.
 
 use super::{Saga, events, failure_of, paused_by_breaker};
 use crate::domain::order::{Failure, FailureKind, Order, Step};
@@ -10,7 +14,12 @@ use crate::downstream::retry::retry;
 use crate::downstream::{CallContext, CallError};
 use crate::store::NewEvent;
 
-pub(super) async fn run(saga: &Saga, order: &mut Order, ctx: &CallContext) -> Vec<NewEvent> {
+pub(super) async fn run(
+    saga: &Saga,
+    order: &mut Order,
+    ctx: &CallContext,
+    resumed: bool,
+) -> Vec<NewEvent> {
     let payment = &saga.downstream().payment;
     let out = retry(
         saga.retry_policy(),
@@ -43,13 +52,14 @@ pub(super) async fn run(saga: &Saga, order: &mut Order, ctx: &CallContext) -> Ve
                     other => other.not_sent(),
                 })
             });
-            let effect = if no_charge {
+            // A stopped run's charge is ruled out by nothing we saw.
+            let effect = if no_charge && !resumed {
                 Effect::None
             } else {
                 Effect::Unknown
             };
             let events = events::of_attempts("payment", &out, "failed");
-            order.fail(failure_of(Step::Payment, error), effect);
+            fail_maybe_shipped(order, failure_of(Step::Payment, error), effect, resumed);
             events
         }
     }
@@ -63,6 +73,7 @@ pub(super) async fn look_up_only(
     saga: &Saga,
     order: &mut Order,
     ctx: &CallContext,
+    resumed: bool,
 ) -> Vec<NewEvent> {
     let payment = &saga.downstream().payment;
     let out = retry(
@@ -96,10 +107,25 @@ pub(super) async fn look_up_only(
             // We cannot tell whether an earlier run charged: refund in case it did (a
             // refund of an unknown payment id is a harmless 404).
             let events = events::of_attempts("payment", &out, "unknown");
-            order.fail(failure_of(Step::Payment, error), Effect::Unknown);
+            fail_maybe_shipped(
+                order,
+                failure_of(Step::Payment, error),
+                Effect::Unknown,
+                resumed,
+            );
             events
         }
     }
+}
+
+/// Fails the order at its payment. When the run was resumed here and the payment may
+/// have been taken, the stopped run may also have created the shipment (a payment is
+/// saved only with it): it is then cancelled with the rest.
+fn fail_maybe_shipped(order: &mut Order, failure: Failure, payment: Effect, resumed: bool) {
+    if resumed && payment.may_have_happened() {
+        order.progress.shipment = Effect::Unknown;
+    }
+    order.fail(failure, payment);
 }
 
 /// Records what the payment service's record of our payment says — paid: go on to
