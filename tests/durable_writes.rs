@@ -12,15 +12,7 @@ on_both_databases!(a_completed_order_takes_four_durable_writes);
 /// Writes committed so far by this process on the backend's database (the sum of
 /// `db_write_batch_size`).
 async fn writes_so_far(app: &TestApp, backend: &Backend) -> f64 {
-    let text = app
-        .client
-        .get(format!("{}/metrics", app.address))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.metrics_text().await;
     let database = match backend {
         Backend::Sqlite => "database=\"sqlite\"",
         Backend::Postgres(_) => "database=\"postgres\"",

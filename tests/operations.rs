@@ -106,26 +106,9 @@ fn sample(text: &str, family: &str, labels: &[&str]) -> Option<f64> {
         .find_map(|l| l.rsplit(' ').next()?.parse().ok())
 }
 
-async fn metrics_text(app: &TestApp) -> String {
-    let response = app
-        .client
-        .get(format!("{}/metrics", app.address))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    assert!(
-        response.headers()["content-type"]
-            .to_str()
-            .unwrap()
-            .starts_with("text/plain")
-    );
-    response.text().await.unwrap()
-}
-
 async fn metric_families_are_present_and_move_after_an_order(backend: Backend) {
     let app = TestApp::spawn(backend).await;
-    let before = metrics_text(&app).await;
+    let before = app.metrics_text().await;
     let created_before = sample(
         &before,
         "http_requests_total",
@@ -152,7 +135,7 @@ async fn metric_families_are_present_and_move_after_an_order(backend: Backend) {
     );
     let id = uuid::Uuid::now_v7();
     assert_eq!(app.get_order(&id.to_string()).await.status(), 404);
-    let after = metrics_text(&app).await;
+    let after = app.metrics_text().await;
 
     assert!(
         sample(

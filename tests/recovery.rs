@@ -183,15 +183,7 @@ async fn crash_during_reserve_needs_attention(backend: Backend) {
         0,
         "a reserve that may have been sent is not sent again"
     );
-    let metrics = app
-        .client
-        .get(format!("{}/metrics", app.address))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics_text().await;
     assert!(metrics.contains("reservation_outcome_unknown_total"));
     app.stop().await;
 }
@@ -258,10 +250,9 @@ async fn crash_after_shipment_created_finds_it_instead_of_posting_again(backend:
     app.stop().await;
 }
 
-/// A taken payment is saved only with the shipment, so a process that died after both
-/// calls left the order at its payment step: the run that resumes it finds the payment by
-/// charging again with its id and the shipment by looking it up; neither is made twice.
-async fn crash_after_unsaved_payment_and_shipment_makes_neither_again(backend: Backend) {
+/// An order whose process reserved (and saved that), then paid and shipped, and died
+/// before saving either: it is left at its payment step.
+async fn crashed_after_unsaved_payment_and_shipment(backend: Backend) -> (TestApp, Order) {
     let app = TestApp::spawn(backend).await;
     let mut order = common::new_order(1);
     let reservation = reserve_in_sandbox(&app, &order).await;
@@ -269,6 +260,14 @@ async fn crash_after_unsaved_payment_and_shipment_makes_neither_again(backend: B
     charge_in_sandbox(&app, &order).await;
     ship_in_sandbox(&app, &order).await;
     leave_as_crashed(&app, &order).await;
+    (app, order)
+}
+
+/// A taken payment is saved only with the shipment, so a process that died after both
+/// calls left the order at its payment step: the run that resumes it finds the payment by
+/// charging again with its id and the shipment by looking it up; neither is made twice.
+async fn crash_after_unsaved_payment_and_shipment_makes_neither_again(backend: Backend) {
+    let (app, order) = crashed_after_unsaved_payment_and_shipment(backend).await;
 
     assert_eq!(recover(&app).await.settled, 1);
     let body = order_json(&app, &order).await;
@@ -295,13 +294,7 @@ async fn crash_after_unsaved_payment_and_shipment_makes_neither_again(backend: B
 async fn crash_after_unsaved_payment_then_a_failing_charge_cancels_the_shipment_too(
     backend: Backend,
 ) {
-    let app = TestApp::spawn(backend).await;
-    let mut order = common::new_order(1);
-    let reservation = reserve_in_sandbox(&app, &order).await;
-    order.reserved(reservation);
-    charge_in_sandbox(&app, &order).await;
-    ship_in_sandbox(&app, &order).await;
-    leave_as_crashed(&app, &order).await;
+    let (app, order) = crashed_after_unsaved_payment_and_shipment(backend).await;
     app.fault(
         "payment",
         json!({"endpoint": "POST /payments", "errorRate": 1.0}),

@@ -10,7 +10,8 @@
 //! scanning the whole table once that had grown (measured: half the throughput).
 
 use rust_decimal::Decimal;
-use sqlx::PgPool;
+use sqlx::postgres::PgArguments;
+use sqlx::{PgPool, Postgres};
 use uuid::Uuid;
 
 use super::pg_batch::BatchedWrite;
@@ -177,8 +178,8 @@ impl BatchedWrite for NewOrderRow {
 
     async fn apply_many(pool: &PgPool, rows: &[Self]) -> Result<Vec<Uuid>, sqlx::Error> {
         let column = |f: fn(&Self) -> Option<&str>| rows.iter().map(f).collect::<Vec<_>>();
-        let events = EventColumns::of(rows.iter().map(|r| (r.id, &r.event)));
-        sqlx::query_scalar(INSERT_ORDERS)
+        let events = EventColumns::of(rows.iter().map(|r| &r.event));
+        let query = sqlx::query_scalar(INSERT_ORDERS)
             .bind(rows.iter().map(|r| r.id).collect::<Vec<_>>())
             .bind(column(|r| Some(&r.user_id)))
             .bind(column(|r| Some(r.currency)))
@@ -204,14 +205,9 @@ impl BatchedWrite for NewOrderRow {
                 rows.iter()
                     .map(|r| r.key.as_ref().map(|k| k.2))
                     .collect::<Vec<_>>(),
-            )
-            .bind(events.at)
-            .bind(events.step)
-            .bind(events.outcome)
-            .bind(events.attempt)
-            .bind(events.upstream_status)
-            .bind(events.duration_ms)
-            .bind(events.detail)
+            );
+        events
+            .bind_to(query)
             .persistent(false)
             .fetch_all(pool)
             .await
@@ -313,8 +309,7 @@ impl BatchedWrite for ProgressRow {
     }
 
     async fn apply_one(&self, pool: &PgPool) -> Result<bool, sqlx::Error> {
-        let events = EventColumns::of(self.events.iter().map(|e| (self.id, e)));
-        let updated: i64 = sqlx::query_scalar(SAVE_ONE)
+        let query = sqlx::query_scalar(SAVE_ONE)
             .bind(self.id)
             .bind(self.status)
             .bind(self.step)
@@ -324,14 +319,9 @@ impl BatchedWrite for ProgressRow {
             .bind(self.response_status)
             .bind(self.response_body.as_deref())
             .bind(self.updated_at)
-            .bind(&self.lease_owner)
-            .bind(events.at)
-            .bind(events.step)
-            .bind(events.outcome)
-            .bind(events.attempt)
-            .bind(events.upstream_status)
-            .bind(events.duration_ms)
-            .bind(events.detail)
+            .bind(&self.lease_owner);
+        let updated: i64 = EventColumns::of(self.events.iter())
+            .bind_to(query)
             .fetch_one(pool)
             .await?;
         Ok(updated == 1)
@@ -339,11 +329,12 @@ impl BatchedWrite for ProgressRow {
 
     async fn apply_many(pool: &PgPool, rows: &[Self]) -> Result<Vec<Uuid>, sqlx::Error> {
         let column = |f: fn(&Self) -> Option<&str>| rows.iter().map(f).collect::<Vec<_>>();
-        let events = EventColumns::of(
-            rows.iter()
-                .flat_map(|r| r.events.iter().map(move |e| (r.id, e))),
-        );
-        sqlx::query_scalar(SAVE_PROGRESS)
+        let events = EventColumns::of(rows.iter().flat_map(|r| r.events.iter()));
+        let event_orders: Vec<Uuid> = rows
+            .iter()
+            .flat_map(|r| r.events.iter().map(|_| r.id))
+            .collect();
+        let query = sqlx::query_scalar(SAVE_PROGRESS)
             .bind(rows.iter().map(|r| r.id).collect::<Vec<_>>())
             .bind(column(|r| Some(r.status)))
             .bind(column(|r| Some(r.step)))
@@ -354,14 +345,9 @@ impl BatchedWrite for ProgressRow {
             .bind(column(|r| r.response_body.as_deref()))
             .bind(rows.iter().map(|r| r.updated_at).collect::<Vec<_>>())
             .bind(column(|r| Some(&r.lease_owner)))
-            .bind(events.order_id)
-            .bind(events.at)
-            .bind(events.step)
-            .bind(events.outcome)
-            .bind(events.attempt)
-            .bind(events.upstream_status)
-            .bind(events.duration_ms)
-            .bind(events.detail)
+            .bind(event_orders);
+        events
+            .bind_to(query)
             .persistent(false)
             .fetch_all(pool)
             .await
@@ -378,7 +364,6 @@ impl BatchedWrite for ProgressRow {
 
 /// Events as one array per column, for `unnest`.
 struct EventColumns<'a> {
-    order_id: Vec<Uuid>,
     at: Vec<Timestamp>,
     step: Vec<&'static str>,
     outcome: Vec<&'static str>,
@@ -388,10 +373,11 @@ struct EventColumns<'a> {
     detail: Vec<Option<&'a str>>,
 }
 
+type Scalar<'q, O> = sqlx::query::QueryScalar<'q, Postgres, O, PgArguments>;
+
 impl<'a> EventColumns<'a> {
-    fn of(events: impl Iterator<Item = (Uuid, &'a NewEvent)>) -> Self {
+    fn of(events: impl Iterator<Item = &'a NewEvent>) -> Self {
         let mut columns = Self {
-            order_id: Vec::new(),
             at: Vec::new(),
             step: Vec::new(),
             outcome: Vec::new(),
@@ -400,25 +386,33 @@ impl<'a> EventColumns<'a> {
             duration_ms: Vec::new(),
             detail: Vec::new(),
         };
-        for (order_id, event) in events {
-            columns.order_id.push(order_id);
+        for event in events {
             columns.at.push(event.at);
             columns.step.push(event.step);
             columns.outcome.push(event.outcome);
-            columns
-                .attempt
-                .push(event.attempt.map(|a| i32::try_from(a).unwrap_or(i32::MAX)));
+            columns.attempt.push(event.attempt.map(to_i32));
             columns
                 .upstream_status
                 .push(event.upstream_status.map(i32::from));
-            columns.duration_ms.push(
-                event
-                    .duration_ms
-                    .map(|d| i64::try_from(d).unwrap_or(i64::MAX)),
-            );
+            columns.duration_ms.push(event.duration_ms.map(to_i64));
             columns.detail.push(event.detail.as_deref());
         }
         columns
+    }
+
+    /// Binds the arrays, time to detail, as the statement's next seven parameters.
+    fn bind_to<'q, O>(self, query: Scalar<'q, O>) -> Scalar<'q, O>
+    where
+        'a: 'q,
+    {
+        query
+            .bind(self.at)
+            .bind(self.step)
+            .bind(self.outcome)
+            .bind(self.attempt)
+            .bind(self.upstream_status)
+            .bind(self.duration_ms)
+            .bind(self.detail)
     }
 }
 

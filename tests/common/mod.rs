@@ -316,6 +316,24 @@ impl TestApp {
         .await
     }
 
+    /// The Prometheus text of `GET /metrics` (checked to be a `200` in text format).
+    pub async fn metrics_text(&self) -> String {
+        let response = self
+            .client
+            .get(format!("{}/metrics", self.address))
+            .send()
+            .await
+            .expect("GET /metrics");
+        assert_eq!(response.status(), 200);
+        assert!(
+            response.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("text/plain")
+        );
+        response.text().await.expect("metrics text")
+    }
+
     /// Stops the server and the sandbox and waits for both.
     pub async fn stop(mut self) {
         if let Some(stop) = self.stop.take() {
