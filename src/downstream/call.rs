@@ -242,6 +242,16 @@ fn is_healthy_answer(error: &CallError) -> bool {
     }
 }
 
+/// A call's result with a `404` as `Ok(None)`: for a lookup, a cancel or a refund, "there
+/// is no such thing" is an answer, not a failure.
+pub fn found<T>(result: Result<T, CallError>) -> Result<Option<T>, CallError> {
+    match result {
+        Ok(value) => Ok(Some(value)),
+        Err(CallError::Status { status: 404, .. }) => Ok(None),
+        Err(error) => Err(error),
+    }
+}
+
 /// The `detail` of a FastAPI-style error body, or the body itself. It is stored with the
 /// order, so a NUL character (which PostgreSQL cannot store) becomes U+FFFD.
 fn error_detail(body: &[u8]) -> String {
@@ -316,5 +326,21 @@ mod tests {
             }
             .outcome_unknown()
         );
+    }
+
+    #[test]
+    fn a_404_is_found_to_be_absent_and_other_errors_stay_errors() {
+        let status = |status| {
+            Err::<u8, _>(CallError::Status {
+                service: Step::Shipping,
+                status,
+                detail: String::new(),
+                retry_after: None,
+            })
+        };
+        assert_eq!(found(Ok::<_, CallError>(7)).unwrap(), Some(7));
+        assert_eq!(found(status(404)).unwrap(), None);
+        assert!(found(status(500)).is_err());
+        assert!(found(status(409)).is_err());
     }
 }

@@ -12,7 +12,7 @@ pub mod shipping;
 use std::time::Duration;
 
 pub use breaker::BreakerSettings;
-pub use call::{CallContext, CallError, ServiceClient};
+pub use call::{CallContext, CallError, ServiceClient, found};
 pub use retry::RetryPolicy;
 
 use crate::domain::order::Step;

@@ -5,7 +5,7 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 use super::inventory::path_segment;
-use super::{CallContext, CallError, ServiceClient};
+use super::{CallContext, CallError, ServiceClient, found};
 use crate::domain::ids::{OrderId, PaymentId};
 use crate::domain::money::json_number;
 
@@ -86,15 +86,11 @@ impl PaymentClient {
         ctx: &CallContext,
     ) -> Result<Option<PaymentRecord>, CallError> {
         let path = format!("/payments/{}", path_segment(id.as_str()));
-        match self
-            .client
-            .send_json::<(), PaymentRecord>(Method::GET, &path, None, "payment-lookup", ctx)
-            .await
-        {
-            Ok(record) => Ok(Some(record)),
-            Err(CallError::Status { status: 404, .. }) => Ok(None),
-            Err(error) => Err(error),
-        }
+        found(
+            self.client
+                .send_json::<(), PaymentRecord>(Method::GET, &path, None, "payment-lookup", ctx)
+                .await,
+        )
     }
 
     /// `POST /payments/{id}/refund`: idempotent; `404` means there was no charge.
@@ -104,18 +100,17 @@ impl PaymentClient {
         ctx: &CallContext,
     ) -> Result<RefundOutcome, CallError> {
         let path = format!("/payments/{}/refund", path_segment(id.as_str()));
-        match self
+        let answer = self
             .client
             .send_json::<(), PaymentRecord>(Method::POST, &path, None, "refund", ctx)
-            .await
-        {
-            Ok(record) if matches!(record.status.as_str(), "refunded" | "voided") => {
-                Ok(RefundOutcome::Refunded)
+            .await;
+        Ok(match found(answer)? {
+            Some(record) if matches!(record.status.as_str(), "refunded" | "voided") => {
+                RefundOutcome::Refunded
             }
-            Ok(record) => Ok(RefundOutcome::Refused(record.status)),
-            Err(CallError::Status { status: 404, .. }) => Ok(RefundOutcome::NoSuchPayment),
-            Err(error) => Err(error),
-        }
+            Some(record) => RefundOutcome::Refused(record.status),
+            None => RefundOutcome::NoSuchPayment,
+        })
     }
 }
 

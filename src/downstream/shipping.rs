@@ -5,7 +5,7 @@ use reqwest::Method;
 use serde::{Deserialize, Serialize};
 
 use super::inventory::path_segment;
-use super::{CallContext, CallError, ServiceClient};
+use super::{CallContext, CallError, ServiceClient, found};
 use crate::domain::ids::{OrderId, ShipmentId};
 use crate::domain::order::{Address, LineItem};
 
@@ -73,28 +73,20 @@ impl ShippingClient {
         ctx: &CallContext,
     ) -> Result<Option<ShipmentRecord>, CallError> {
         let path = format!("/shipments/{}", path_segment(id.as_str()));
-        match self
-            .client
-            .send_json::<(), ShipmentRecord>(Method::GET, &path, None, "shipment-lookup", ctx)
-            .await
-        {
-            Ok(record) => Ok(Some(record)),
-            Err(CallError::Status { status: 404, .. }) => Ok(None),
-            Err(error) => Err(error),
-        }
+        found(
+            self.client
+                .send_json::<(), ShipmentRecord>(Method::GET, &path, None, "shipment-lookup", ctx)
+                .await,
+        )
     }
 
     /// `DELETE /shipments/{id}`: cancels a shipment; `false` when there was none.
     pub async fn cancel(&self, id: &ShipmentId, ctx: &CallContext) -> Result<bool, CallError> {
         let path = format!("/shipments/{}", path_segment(id.as_str()));
-        match self
+        let answer = self
             .client
             .send::<()>(Method::DELETE, &path, None, "shipment-cancel", ctx)
-            .await
-        {
-            Ok(_) => Ok(true),
-            Err(CallError::Status { status: 404, .. }) => Ok(false),
-            Err(error) => Err(error),
-        }
+            .await;
+        Ok(found(answer)?.is_some())
     }
 }
