@@ -378,7 +378,7 @@ impl SqliteStore {
             .writes
             .run(move |conn| {
                 conn.prepare_cached("DELETE FROM idempotency_keys WHERE expires_at < ?1")?
-                    .execute([now])
+                    .execute([&now])
             })
             .await?;
         Ok(deleted as u64)
