@@ -544,6 +544,10 @@ async fn unknown_reservation_is_resolved_by_an_operator(backend: Backend) {
     assert_eq!(body["status"], "needs_attention");
     let id = body["id"].as_str().unwrap().to_owned();
     let url = |action: &str| format!("{}/orders/{id}/{action}", app.address);
+    let resolve = |body: Value| {
+        let sent = app.client.post(url("resolve")).json(&body).send();
+        async move { sent.await.unwrap() }
+    };
 
     let retry = app.client.post(url("retry")).send().await.unwrap();
     let (status, answer) = json_of(retry).await;
@@ -553,34 +557,16 @@ async fn unknown_reservation_is_resolved_by_an_operator(backend: Backend) {
         "{answer}"
     );
 
-    let bad = app
-        .client
-        .post(url("resolve"))
-        .json(&json!({"note": "  "}))
-        .send()
-        .await
-        .unwrap();
+    let bad = resolve(json!({"note": "  "})).await;
     let (status, answer) = json_of(bad).await;
     assert_eq!(status, 422);
     assert_eq!(answer["detail"][0]["loc"], json!(["body", "note"]));
     // PostgreSQL cannot store a NUL character: refused up front on either database.
-    let nul = app
-        .client
-        .post(url("resolve"))
-        .json(&json!({"note": "done\u{0}"}))
-        .send()
-        .await
-        .unwrap();
+    let nul = resolve(json!({"note": "done\u{0}"})).await;
     let (status, answer) = json_of(nul).await;
     assert_eq!(status, 422, "{answer}");
     assert_eq!(answer["detail"][0]["type"], "string_pattern_mismatch");
-    let missing = app
-        .client
-        .post(url("resolve"))
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap();
+    let missing = resolve(json!({})).await;
     assert_eq!(missing.status(), 422);
 
     // Read while it needs attention: not kept in memory, as it can still change.
@@ -589,13 +575,7 @@ async fn unknown_reservation_is_resolved_by_an_operator(backend: Backend) {
         "needs_attention"
     );
     let note = "released reservation by hand in the inventory console";
-    let resolved = app
-        .client
-        .post(url("resolve"))
-        .json(&json!({"note": note}))
-        .send()
-        .await
-        .unwrap();
+    let resolved = resolve(json!({"note": note})).await;
     let (status, after) = json_of(resolved).await;
     assert_eq!(status, 200, "{after}");
     assert_eq!(after["status"], "cancelled");
@@ -607,13 +587,7 @@ async fn unknown_reservation_is_resolved_by_an_operator(backend: Backend) {
     assert!(has(&steps, "operator", "resolved"));
     let (_, timeline) = app.get_json(&format!("/orders/{id}/events")).await;
     assert!(timeline.to_string().contains(note));
-    let twice = app
-        .client
-        .post(url("resolve"))
-        .json(&json!({"note": "again"}))
-        .send()
-        .await
-        .unwrap();
+    let twice = resolve(json!({"note": "again"})).await;
     assert_eq!(twice.status(), 409);
     app.stop().await;
 }
