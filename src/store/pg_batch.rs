@@ -100,17 +100,11 @@ impl<W: BatchedWrite> Batcher<W> {
 /// free, and applies each batch in a task of its own.
 async fn gather<W: BatchedWrite>(pool: PgPool, mut jobs: mpsc::UnboundedReceiver<Job<W>>) {
     let slots = Arc::new(Semaphore::new(BATCHES_IN_FLIGHT));
-    while let Some(first) = jobs.recv().await {
-        // Waiting for a slot is what lets the next batch grow.
-        let Ok(slot) = slots.clone().acquire_owned().await else {
+    // Waiting for a slot before taking writes is what lets the next batch grow.
+    while let Ok(slot) = slots.clone().acquire_owned().await {
+        let mut batch = Vec::new();
+        if jobs.recv_many(&mut batch, MAX_BATCH).await == 0 {
             return;
-        };
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match jobs.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
-            }
         }
         let pool = pool.clone();
         tokio::spawn(async move {

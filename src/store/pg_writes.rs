@@ -6,8 +6,8 @@
 //! connection: an index lookup by id whatever the table's size). Several go as one
 //! statement that takes an array per column (`unnest`); that one is planned at each run
 //! (`persistent(false)`), with the arrays' real sizes and the table's current
-//! statistics. A plan cached for it went wrong: made while the table was small, it kept
-//! scanning the whole table once that had grown (measured: half the throughput).
+//! statistics. With a cached plan the server spent its time scanning a table (`perf`;
+//! most likely a plan made while the tables were small) and throughput halved.
 
 use rust_decimal::Decimal;
 use sqlx::postgres::PgArguments;

@@ -163,14 +163,7 @@ impl Writer {
 /// transaction, then commits and answers them all.
 fn serve(conn: Connection, mut jobs: mpsc::UnboundedReceiver<Job>) {
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
-    while let Some(first) = jobs.blocking_recv() {
-        batch.push(first);
-        while batch.len() < MAX_BATCH {
-            match jobs.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
-            }
-        }
+    while jobs.blocking_recv_many(&mut batch, MAX_BATCH) > 0 {
         metrics::write_batch("sqlite", "any", batch.len());
         let committed = match commit_together(&conn, &mut batch) {
             Together::Committed => Ok(()),
