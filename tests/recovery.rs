@@ -122,6 +122,16 @@ async fn reserved_past_its_deadline(backend: Backend) -> (TestApp, Order) {
     (app, order)
 }
 
+/// The order's one reservation was released and its stock (of 100) is back.
+async fn assert_stock_released(app: &TestApp) {
+    let inventory = app.inventory().await;
+    assert_eq!(
+        inventory.reservations[0].status,
+        ReservationStatus::Released
+    );
+    assert_eq!(inventory.stock["SKU-001"], 100);
+}
+
 async fn recover(app: &TestApp) -> order_service::saga::recovery::PassReport {
     Recovery::new(app.state.saga.clone())
         .run_once()
@@ -309,12 +319,7 @@ async fn crash_after_unsaved_payment_then_a_failing_charge_cancels_the_shipment_
     assert_eq!(shipments.calls["DELETE /shipments/{id}"], 1);
     assert!(shipments.shipments.is_empty(), "{:?}", shipments.shipments);
     assert_eq!(app.payments().await.payments[0].status, "refunded");
-    let inventory = app.inventory().await;
-    assert_eq!(
-        inventory.reservations[0].status,
-        ReservationStatus::Released
-    );
-    assert_eq!(inventory.stock["SKU-001"], 100);
+    assert_stock_released(&app).await;
     app.stop().await;
 }
 
@@ -325,12 +330,7 @@ async fn past_the_deadline_a_crashed_order_is_compensated(backend: Backend) {
     let body = order_json(&app, &order).await;
     assert_eq!(body["status"], "cancelled");
     assert_eq!(body["failure"]["step"], "payment");
-    let inventory = app.inventory().await;
-    assert_eq!(
-        inventory.reservations[0].status,
-        ReservationStatus::Released
-    );
-    assert_eq!(inventory.stock["SKU-001"], 100);
+    assert_stock_released(&app).await;
     let payments = app.payments().await;
     assert_eq!(
         payments.calls["POST /payments"], 0,
@@ -392,12 +392,7 @@ async fn past_the_deadline_a_paid_unshipped_order_is_refunded(backend: Backend) 
         shipments.calls["POST /shipments"], 0,
         "no shipment past the deadline"
     );
-    let inventory = app.inventory().await;
-    assert_eq!(
-        inventory.reservations[0].status,
-        ReservationStatus::Released
-    );
-    assert_eq!(inventory.stock["SKU-001"], 100);
+    assert_stock_released(&app).await;
     app.stop().await;
 }
 
