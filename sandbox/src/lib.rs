@@ -27,6 +27,7 @@ mod inventory;
 pub mod ledger;
 pub mod listeners;
 mod payment;
+mod records;
 pub mod requests;
 mod server;
 mod service;

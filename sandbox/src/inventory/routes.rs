@@ -131,7 +131,10 @@ async fn release(
 async fn ledger(State(state): State<InventoryState>) -> Json<InventoryLedger> {
     let (stock, reservations) = {
         let inventory = lock(&state.inventory);
-        (inventory.stock(), inventory.reservations().to_vec())
+        (
+            inventory.stock(),
+            inventory.reservations().cloned().collect(),
+        )
     };
     let counters = state.faults.counters();
     Json(InventoryLedger {

@@ -3,6 +3,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use crate::ledger::{Reservation, ReservationStatus, ReservedItem};
+use crate::records::Records;
 
 /// The stock `POST /admin/seed` restores, and the sandbox starts with.
 pub(crate) const SEED_STOCK: [(&str, u64); 3] =
@@ -38,8 +39,7 @@ pub(crate) enum Released {
 #[derive(Debug, Default)]
 pub(crate) struct Inventory {
     stock: HashMap<String, u64>,
-    reservations: Vec<Reservation>,
-    by_id: HashMap<String, usize>,
+    reservations: Records<Reservation>,
 }
 
 impl Inventory {
@@ -98,9 +98,8 @@ impl Inventory {
             items,
             status: ReservationStatus::Reserved,
         };
-        self.by_id
-            .insert(reservation.id.clone(), self.reservations.len());
-        self.reservations.push(reservation.clone());
+        self.reservations
+            .insert(reservation.id.clone(), reservation.clone());
         Ok(reservation)
     }
 
@@ -135,13 +134,13 @@ impl Inventory {
             .collect()
     }
 
-    pub(crate) fn reservations(&self) -> &[Reservation] {
-        &self.reservations
+    /// Oldest first.
+    pub(crate) fn reservations(&self) -> impl Iterator<Item = &Reservation> {
+        self.reservations.iter()
     }
 
     fn find_mut(&mut self, id: &str) -> Option<&mut Reservation> {
-        let index = *self.by_id.get(id)?;
-        self.reservations.get_mut(index)
+        self.reservations.get_mut(id)
     }
 }
 

@@ -1,11 +1,10 @@
 //! The stored payments and the rules for creating and refunding them.
 
-use std::collections::HashMap;
-
 use serde::Serialize;
 use serde_json::Number;
 
 use crate::ledger;
+use crate::records::Records;
 
 /// A payment as stored and answered; `amount` is kept as the JSON number received.
 #[derive(Clone, Debug, Serialize)]
@@ -33,8 +32,7 @@ pub(crate) struct Created {
 /// Every payment, in creation order.
 #[derive(Debug, Default)]
 pub(crate) struct PaymentBook {
-    payments: Vec<Payment>,
-    by_id: HashMap<String, usize>,
+    payments: Records<Payment>,
 }
 
 impl PaymentBook {
@@ -42,9 +40,9 @@ impl PaymentBook {
     /// unchanged. A new `pending` payment is processed at once: completed if the amount is
     /// positive (and no decline is forced), failed otherwise; any other status is kept.
     pub(crate) fn create(&mut self, mut payment: Payment, force_decline: bool) -> Created {
-        if let Some(&index) = self.by_id.get(&payment.id) {
+        if let Some(stored) = self.payments.get(&payment.id) {
             return Created {
-                payment: self.payments[index].clone(),
+                payment: stored.clone(),
                 declined_by_fault: false,
             };
         }
@@ -59,8 +57,7 @@ impl PaymentBook {
             }
             .to_owned();
         }
-        self.by_id.insert(payment.id.clone(), self.payments.len());
-        self.payments.push(payment.clone());
+        self.payments.insert(payment.id.clone(), payment.clone());
         Created {
             payment,
             declined_by_fault,
@@ -68,15 +65,14 @@ impl PaymentBook {
     }
 
     pub(crate) fn get(&self, id: &str) -> Option<&Payment> {
-        self.by_id.get(id).map(|&index| &self.payments[index])
+        self.payments.get(id)
     }
 
     /// Refunds a payment: `refunded` and `voided` ones are left as they are; otherwise a
     /// positive amount becomes `refunded` and anything else `refund_failed`. Like the real
     /// service, this does not look at whether the payment had completed.
     pub(crate) fn refund(&mut self, id: &str) -> Option<&Payment> {
-        let index = *self.by_id.get(id)?;
-        let payment = &mut self.payments[index];
+        let payment = self.payments.get_mut(id)?;
         if payment.status != "refunded" && payment.status != "voided" {
             payment.status = if payment.amount_is_positive() {
                 "refunded"

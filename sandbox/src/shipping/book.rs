@@ -1,11 +1,10 @@
 //! The stored shipments and the rules for creating, changing and deleting them.
 
-use std::collections::HashMap;
-
 use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::ledger;
+use crate::records::Records;
 
 /// A shipment as stored and answered.
 #[derive(Clone, Debug, Serialize)]
@@ -41,18 +40,17 @@ pub(crate) enum CreateError {
 #[error("Shipment not found")]
 pub(crate) struct ShipmentNotFound;
 
-/// Every shipment, in creation order; deleted ones leave a hole so indexes stay valid.
+/// Every shipment not deleted, in creation order.
 #[derive(Debug, Default)]
 pub(crate) struct ShipmentBook {
-    shipments: Vec<Option<Shipment>>,
-    by_id: HashMap<String, usize>,
+    shipments: Records<Shipment>,
 }
 
 impl ShipmentBook {
     /// Stores the shipment as `shipped`, or as `failed` when the address's country is `FAIL`
     /// (any case), which is how the platform's provider failures are simulated.
     pub(crate) fn create(&mut self, mut shipment: Shipment) -> Result<Shipment, CreateError> {
-        if self.by_id.contains_key(&shipment.id) {
+        if self.shipments.get(&shipment.id).is_some() {
             return Err(CreateError::AlreadyExists(shipment.id));
         }
         let provider_fails = shipment
@@ -61,8 +59,7 @@ impl ShipmentBook {
             .and_then(Value::as_str)
             .is_some_and(|country| country.eq_ignore_ascii_case("FAIL"));
         shipment.status = if provider_fails { "failed" } else { "shipped" }.to_owned();
-        self.by_id.insert(shipment.id.clone(), self.shipments.len());
-        self.shipments.push(Some(shipment.clone()));
+        self.shipments.insert(shipment.id.clone(), shipment.clone());
         if provider_fails {
             Err(CreateError::ProviderFailure)
         } else {
@@ -71,12 +68,11 @@ impl ShipmentBook {
     }
 
     pub(crate) fn get(&self, id: &str) -> Option<&Shipment> {
-        let index = *self.by_id.get(id)?;
-        self.shipments[index].as_ref()
+        self.shipments.get(id)
     }
 
     pub(crate) fn list(&self) -> Vec<Shipment> {
-        self.shipments.iter().flatten().cloned().collect()
+        self.shipments.iter().cloned().collect()
     }
 
     pub(crate) fn update(
@@ -84,8 +80,7 @@ impl ShipmentBook {
         id: &str,
         changes: ShipmentChanges,
     ) -> Result<&Shipment, ShipmentNotFound> {
-        let index = *self.by_id.get(id).ok_or(ShipmentNotFound)?;
-        let shipment = self.shipments[index].as_mut().ok_or(ShipmentNotFound)?;
+        let shipment = self.shipments.get_mut(id).ok_or(ShipmentNotFound)?;
         if let Some(order_id) = changes.order_id {
             shipment.order_id = order_id;
         }
@@ -103,15 +98,12 @@ impl ShipmentBook {
 
     /// Forgets the shipment; its id may be used again afterwards.
     pub(crate) fn delete(&mut self, id: &str) -> Result<(), ShipmentNotFound> {
-        let index = self.by_id.remove(id).ok_or(ShipmentNotFound)?;
-        self.shipments[index] = None;
-        Ok(())
+        self.shipments.remove(id).map(drop).ok_or(ShipmentNotFound)
     }
 
     pub(crate) fn ledger_entries(&self) -> Vec<ledger::Shipment> {
         self.shipments
             .iter()
-            .flatten()
             .map(|s| ledger::Shipment {
                 id: s.id.clone(),
                 order_id: s.order_id.clone(),
