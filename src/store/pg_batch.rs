@@ -27,7 +27,7 @@ const MAX_BATCH: usize = 256;
 /// four, `POST /orders` at 64: ~2,840 / ~2,700 / ~2,380 orders/s): more statements in
 /// flight only split the same writes into smaller batches. All statements are short
 /// (nothing here holds a row lock across statements), so one does not wait long.
-const BATCHES_IN_FLIGHT: usize = 1;
+pub(super) const BATCHES_IN_FLIGHT: usize = 1;
 
 /// A write that can be applied together with others of its kind.
 pub(super) trait BatchedWrite: Send + Sync + Sized + 'static {
@@ -36,10 +36,11 @@ pub(super) trait BatchedWrite: Send + Sync + Sized + 'static {
     /// The order the write is about (at most one write per order goes in a statement).
     fn order_id(&self) -> Uuid;
     /// Applies this write alone; `false` if its condition did not hold (a taken key, a
-    /// lease held by another process).
+    /// lease held by another process). Runs on the service's main pool.
     fn apply_one(&self, pool: &PgPool) -> impl Future<Output = Result<bool, sqlx::Error>> + Send;
     /// Applies `writes` in one statement; returns the ids of the orders it wrote (a write
-    /// whose condition did not hold is left out, not failed).
+    /// whose condition did not hold is left out, not failed). Runs on the batch pool,
+    /// whose connections plan every statement for its own arrays (see `PgStore`).
     fn apply_many(
         pool: &PgPool,
         writes: &[Self],
@@ -73,10 +74,11 @@ struct Job<W> {
 }
 
 impl<W: BatchedWrite> Batcher<W> {
-    /// Starts the task that gathers and applies the writes (on the current runtime).
-    pub fn start(pool: PgPool) -> Self {
+    /// Starts the task that gathers and applies the writes (on the current runtime): a
+    /// lone write on `single`, a batch on `batched`.
+    pub fn start(single: PgPool, batched: PgPool) -> Self {
         let (queue, jobs) = mpsc::unbounded_channel();
-        tokio::spawn(gather(pool, jobs));
+        tokio::spawn(gather(Pools { single, batched }, jobs));
         Self { queue }
     }
 
@@ -96,9 +98,16 @@ impl<W: BatchedWrite> Batcher<W> {
     }
 }
 
+/// Where lone writes and batches run.
+#[derive(Clone)]
+struct Pools {
+    single: PgPool,
+    batched: PgPool,
+}
+
 /// Takes the queued writes, up to [`MAX_BATCH`] at a time, whenever a statement slot is
 /// free, and applies each batch in a task of its own.
-async fn gather<W: BatchedWrite>(pool: PgPool, mut jobs: mpsc::UnboundedReceiver<Job<W>>) {
+async fn gather<W: BatchedWrite>(pools: Pools, mut jobs: mpsc::UnboundedReceiver<Job<W>>) {
     let slots = Arc::new(Semaphore::new(BATCHES_IN_FLIGHT));
     // Waiting for a slot before taking writes is what lets the next batch grow.
     while let Ok(slot) = slots.clone().acquire_owned().await {
@@ -106,9 +115,9 @@ async fn gather<W: BatchedWrite>(pool: PgPool, mut jobs: mpsc::UnboundedReceiver
         if jobs.recv_many(&mut batch, MAX_BATCH).await == 0 {
             return;
         }
-        let pool = pool.clone();
+        let pools = pools.clone();
         tokio::spawn(async move {
-            apply_batch(&pool, batch).await;
+            apply_batch(&pools, batch).await;
             drop(slot);
         });
     }
@@ -117,24 +126,24 @@ async fn gather<W: BatchedWrite>(pool: PgPool, mut jobs: mpsc::UnboundedReceiver
 /// Applies a batch and answers every write in it. An order written twice in one batch
 /// (nothing in the saga does that, but nothing here relies on it) has its later write
 /// applied after the rest, on its own: one statement updates a row only once.
-async fn apply_batch<W: BatchedWrite>(pool: &PgPool, batch: Vec<Job<W>>) {
+async fn apply_batch<W: BatchedWrite>(pools: &Pools, batch: Vec<Job<W>>) {
     let mut seen = HashSet::with_capacity(batch.len());
     let (once, repeated): (Vec<_>, Vec<_>) = batch
         .into_iter()
         .partition(|job| seen.insert(job.write.order_id()));
-    apply_together(pool, once).await;
+    apply_together(pools, once).await;
     for job in repeated {
-        apply_together(pool, vec![job]).await;
+        apply_together(pools, vec![job]).await;
     }
 }
 
 /// Applies the writes in one statement (or a lone write in its own, smaller one) and
 /// answers each.
-async fn apply_together<W: BatchedWrite>(pool: &PgPool, jobs: Vec<Job<W>>) {
+async fn apply_together<W: BatchedWrite>(pools: &Pools, jobs: Vec<Job<W>>) {
     let (writes, answers): (Vec<W>, Vec<_>) = jobs.into_iter().map(|j| (j.write, j.answer)).unzip();
     metrics::write_batch("postgres", W::NAME, writes.len());
     if writes.len() > 1 {
-        match W::apply_many(pool, &writes).await {
+        match W::apply_many(&pools.batched, &writes).await {
             Ok(applied) => {
                 let applied: HashSet<Uuid> = applied.into_iter().collect();
                 for (write, answer) in writes.iter().zip(answers) {
@@ -161,7 +170,7 @@ async fn apply_together<W: BatchedWrite>(pool: &PgPool, jobs: Vec<Job<W>>) {
         }
     }
     for (write, answer) in writes.iter().zip(answers) {
-        let _ = answer.send(outcome_of(write, write.apply_one(pool).await));
+        let _ = answer.send(outcome_of(write, write.apply_one(&pools.single).await));
     }
 }
 
@@ -285,7 +294,7 @@ mod tests {
                 .connect_lazy("postgres://nobody@127.0.0.1:1/none")
                 .unwrap();
             Self {
-                batcher: Batcher::start(pool),
+                batcher: Batcher::start(pool.clone(), pool),
                 log: Arc::default(),
             }
         }

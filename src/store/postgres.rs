@@ -9,7 +9,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Postgres, QueryBuilder, Row};
 use uuid::Uuid;
 
-use super::pg_batch::Batcher;
+use super::pg_batch::{BATCHES_IN_FLIGHT, Batcher};
 use super::pg_writes::{NewOrderRow, ProgressRow};
 use super::row::{OrderRow, stored_response};
 use super::{
@@ -23,9 +23,15 @@ use crate::domain::when::Timestamp;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
+/// Connections of the batch pool: one per statement in flight, for each of the two
+/// batched writes (new orders, step saves).
+const BATCH_CONNECTIONS: u32 = 2 * BATCHES_IN_FLIGHT as u32;
+
 #[derive(Clone, Debug)]
 pub struct PgStore {
     pool: PgPool,
+    /// The batched writes' connections (`BATCH_CONNECTIONS`).
+    batch_pool: PgPool,
     /// The saga's two writes go through group commit ([`super::pg_batch`]).
     inserts: Batcher<NewOrderRow>,
     saves: Batcher<ProgressRow>,
@@ -60,16 +66,27 @@ impl PgStore {
         let options = PgConnectOptions::from_str(url)?;
         // No ping before each use: it costs a network round trip per query, and a broken
         // connection shows in the query's own error (sqlx then drops it).
-        let pool = PgPoolOptions::new()
+        let pool_options = || {
+            PgPoolOptions::new()
+                .test_before_acquire(false)
+                .acquire_timeout(Duration::from_secs(5))
+        };
+        let pool = pool_options()
             .max_connections(max_connections.max(1))
-            .test_before_acquire(false)
-            .acquire_timeout(Duration::from_secs(5))
-            .connect_with(options)
+            .connect_with(options.clone())
+            .await?;
+        // The batched writes' own connections, one per statement in flight: a custom plan
+        // at every run (see `pg_writes`), which the main pool's small statements, planned
+        // once per connection, are better off without.
+        let batch_pool = pool_options()
+            .max_connections(BATCH_CONNECTIONS)
+            .connect_with(options.options([("plan_cache_mode", "force_custom_plan")]))
             .await?;
         Ok(Self {
-            inserts: Batcher::start(pool.clone()),
-            saves: Batcher::start(pool.clone()),
+            inserts: Batcher::start(pool.clone(), batch_pool.clone()),
+            saves: Batcher::start(pool.clone(), batch_pool.clone()),
             pool,
+            batch_pool,
         })
     }
 
@@ -267,6 +284,7 @@ impl PgStore {
 
     pub async fn close(&self) {
         self.pool.close().await;
+        self.batch_pool.close().await;
     }
 
     pub async fn extend_lease(
@@ -338,5 +356,35 @@ impl PgStore {
         .fetch_optional(&self.pool)
         .await?;
         row.map(|r| order_row(&r)?.into_order()).transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The batch pool's connections plan every run, the main pool's keep the server's
+    /// default (a lone write's plan is cached per connection).
+    #[tokio::test]
+    async fn only_the_batch_connections_plan_every_statement() {
+        let Ok(url) = std::env::var("ORDER_SERVICE_TEST_POSTGRES_URL") else {
+            assert!(
+                std::env::var("ORDER_SERVICE_REQUIRE_POSTGRES").as_deref() != Ok("1"),
+                "ORDER_SERVICE_TEST_POSTGRES_URL is not set but ORDER_SERVICE_REQUIRE_POSTGRES=1"
+            );
+            eprintln!(
+                "SKIPPED only_the_batch_connections_plan_every_statement on PostgreSQL: ORDER_SERVICE_TEST_POSTGRES_URL is not set"
+            );
+            return;
+        };
+        let store = PgStore::connect(&url, 2).await.unwrap();
+        let mode = |pool: PgPool| async move {
+            sqlx::query_scalar::<_, String>("SHOW plan_cache_mode")
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+        };
+        assert_eq!(mode(store.batch_pool.clone()).await, "force_custom_plan");
+        assert_eq!(mode(store.pool.clone()).await, "auto");
     }
 }
