@@ -1,6 +1,6 @@
 //! Answers remembered by `Idempotency-Key`, for the "honour `Idempotency-Key`" mode.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use axum::body::Body;
@@ -22,10 +22,11 @@ type AnswerKey = (usize, String);
 type AnswerCell = Arc<OnceCell<StoredAnswer>>;
 
 /// The first answer given per (endpoint, key). Never pruned: the sandbox lives as long as
-/// one test run.
+/// one test run. A B-tree, like the services' records (`crate::records`): a `HashMap`
+/// grows by copying all it holds, under this lock.
 #[derive(Debug, Default)]
 pub(crate) struct IdempotencyStore {
-    answers: Mutex<HashMap<AnswerKey, AnswerCell>>,
+    answers: Mutex<BTreeMap<AnswerKey, AnswerCell>>,
 }
 
 #[derive(Debug, Clone)]
