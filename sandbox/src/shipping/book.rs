@@ -50,16 +50,15 @@ impl ShipmentBook {
     /// Stores the shipment as `shipped`, or as `failed` when the address's country is `FAIL`
     /// (any case), which is how the platform's provider failures are simulated.
     pub(crate) fn create(&mut self, mut shipment: Shipment) -> Result<Shipment, CreateError> {
-        if self.shipments.get(&shipment.id).is_some() {
-            return Err(CreateError::AlreadyExists(shipment.id));
-        }
         let provider_fails = shipment
             .address
             .get("country")
             .and_then(Value::as_str)
             .is_some_and(|country| country.eq_ignore_ascii_case("FAIL"));
         shipment.status = if provider_fails { "failed" } else { "shipped" }.to_owned();
-        self.shipments.insert(shipment.id.clone(), shipment.clone());
+        if !self.shipments.insert(shipment.id.clone(), shipment.clone()) {
+            return Err(CreateError::AlreadyExists(shipment.id));
+        }
         if provider_fails {
             Err(CreateError::ProviderFailure)
         } else {
