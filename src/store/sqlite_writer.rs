@@ -29,11 +29,17 @@ const MAX_BATCH: usize = 256;
 /// second, `POST /orders` p99 at 64 ~35 ms); every 5 ms the thread keeps up, the writer's
 /// own checkpoints only finish a short tail, and that p99 is ~25 ms.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(5);
-/// WAL size (pages) at which the writer checkpoints by itself, about 16 MiB. Only the
+/// WAL size (pages) at which the writer checkpoints by itself, about 64 MiB. Only the
 /// writer can complete a checkpoint while writes go on (the thread's always lags the
 /// newest frames), and only a complete one lets the WAL start over from its beginning,
-/// so this bounds the WAL's size.
-const WRITER_CHECKPOINT_PAGES: i64 = 4_000;
+/// so this bounds the WAL's size. Each time costs the writer, with every queued write
+/// waiting, its checkpoint's two `fsync`s and the new WAL header's one (~3 ms each
+/// here). At ~16 MiB that was 27 such `fsync`s in 5 s at ~1,100 orders/s (so ~20 a
+/// second, ~10 % of the writer's time, at the benchmark's 4,500); at ~64 MiB, 6.
+const WRITER_CHECKPOINT_PAGES: i64 = 16_000;
+/// The WAL file is cut back to this size when it starts over after having grown past
+/// it (a long read can hold the checkpoints back), so a burst does not leave it big.
+const WAL_SIZE_LIMIT_BYTES: i64 = 64 * 1024 * 1024;
 
 /// A queued write: applied once, or twice when its batch has to be run again, and then
 /// settled once.
@@ -104,6 +110,7 @@ impl Writer {
         // Checkpoints run on their own thread (below); the writer checkpoints itself only
         // if that thread falls far behind, so the WAL stays bounded either way.
         conn.pragma_update(None, "wal_autocheckpoint", WRITER_CHECKPOINT_PAGES)?;
+        conn.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT_BYTES)?;
         let checkpointer = Connection::open(path)?;
         checkpointer.busy_timeout(Duration::from_secs(5))?;
         let (sender, receiver) = mpsc::unbounded_channel();
@@ -343,6 +350,26 @@ mod tests {
             assert_eq!(write.await.unwrap().unwrap(), 1);
         }
         assert_eq!(runs.load(std::sync::atomic::Ordering::SeqCst), 100);
+    }
+
+    #[tokio::test]
+    async fn the_writer_checkpoints_only_past_its_backstop_and_cuts_the_wal_back() {
+        let (_dir, writer) = writer_with_table().await;
+        let (pages, limit) = writer
+            .run(|conn| {
+                let pages: i64 =
+                    conn.pragma_query_value(None, "wal_autocheckpoint", |r| r.get(0))?;
+                let limit: i64 =
+                    conn.pragma_query_value(None, "journal_size_limit", |r| r.get(0))?;
+                Ok((pages, limit))
+            })
+            .await
+            .unwrap();
+        assert_eq!(pages, WRITER_CHECKPOINT_PAGES);
+        assert_eq!(limit, WAL_SIZE_LIMIT_BYTES);
+        // Not below what the writer lets the WAL reach (4 KiB pages, 24-byte frame
+        // headers), or every start-over would cut the file and grow it again.
+        assert!(limit >= pages * (4096 + 24), "{limit} < {pages} frames");
     }
 
     #[tokio::test]
