@@ -24,8 +24,8 @@ const MAX_BATCH: usize = 256;
 /// How often the checkpoint thread copies the WAL into the database file. Often: under
 /// load the WAL grows by ~40 KiB per order (each commit writes every page it touched),
 /// over 100 MiB/s at 4,000 orders/s. Every 100 ms let it reach the writer's backstop
-/// between two checkpoints, and the writer then copied ~16 MiB and synced the files
-/// itself, stalling every queued write for up to 20 ms (measured: ~12 such stalls a
+/// (then ~16 MiB) between two checkpoints, and the writer then copied it and synced the
+/// files itself, stalling every queued write for up to 20 ms (measured: ~12 such stalls a
 /// second, `POST /orders` p99 at 64 ~35 ms); every 5 ms the thread keeps up, the writer's
 /// own checkpoints only finish a short tail, and that p99 is ~25 ms.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(5);
@@ -35,7 +35,7 @@ const CHECKPOINT_EVERY: Duration = Duration::from_millis(5);
 /// so this bounds the WAL's size. Each time costs the writer, with every queued write
 /// waiting, its checkpoint's two `fsync`s and the new WAL header's one (~3 ms each
 /// here). At ~16 MiB that was 27 such `fsync`s in 5 s at ~1,100 orders/s (so ~20 a
-/// second, ~10 % of the writer's time, at the benchmark's 4,500); at ~64 MiB, 6.
+/// second, ~10 % of the writer's time, at the benchmark's 4,500); at ~64 MiB, 3–6.
 const WRITER_CHECKPOINT_PAGES: i64 = 16_000;
 /// The WAL file is cut back to this size when it starts over after having grown past
 /// it (a long read can hold the checkpoints back), so a burst does not leave it big.
