@@ -16,6 +16,7 @@ mod database;
 mod machine;
 mod markdown;
 mod procs;
+mod speed;
 mod suite;
 
 use std::path::{Component, Path, PathBuf};

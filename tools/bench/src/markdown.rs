@@ -6,7 +6,15 @@ use std::fmt::Write;
 use loadgen::{Scenario, format_micros};
 
 use crate::Results;
-use crate::suite::{DatabaseRun, Point};
+use crate::speed;
+use crate::suite::{CpuUse, DatabaseRun, Point};
+
+/// Steal above this many cores in a point gets a warning under its table: less is the
+/// tick noise of an otherwise quiet VM.
+const NOTABLE_STEAL_CORES: f64 = 0.05;
+/// Core-speed probes further apart than this (percent) get a warning: more than timer
+/// and cache noise.
+const SPEED_SPREAD_NOTABLE_PERCENT: f64 = 10.0;
 
 pub const BEGIN: &str = "<!-- bench:begin -->";
 pub const END: &str = "<!-- bench:end -->";
@@ -44,8 +52,9 @@ pub fn render(results: &Results) -> String {
          (inventory, payment and shipping, in one process) and the order service (and, for \
          PostgreSQL, its server). A service on its own machine would go faster. The last \
          column shows how the cores were used during each point (CPU seconds per second): \
-         by the service, the sandbox, the load generator, and everything else (the \
-         PostgreSQL server, and anything else that ran).",
+         by the service, the sandbox, the load generator, everything else (the \
+         PostgreSQL server, and anything else that ran), and the CPU the hypervisor gave \
+         to other guests instead (steal time: on a shared VM the cores are not all ours).",
         m.cores
     );
     let mode = if results.smoke {
@@ -98,13 +107,19 @@ fn render_database(out: &mut String, run: &DatabaseRun, reference: usize) {
     let _ = writeln!(
         out,
         "| Scenario | Concurrency | Throughput (req/s) | p50 | p90 | p99 | p99.9 | max | \
-         Errors | Service CPU s / 1k req | CPU cores: service / sandbox / loadgen / other |"
+         Errors | Service CPU s / 1k req | CPU cores: service / sandbox / loadgen / other / stolen |"
     );
     let _ = writeln!(out, "|---|--:|--:|--:|--:|--:|--:|--:|---|--:|---|");
     for point in &run.points {
         render_row(out, point);
     }
     let _ = writeln!(out);
+    if let Some(note) = stolen_note(run.points.iter().map(|point| &point.cpu)) {
+        let _ = writeln!(out, "{note}");
+    }
+    if let Some(line) = speed_line(run.points.iter().filter_map(|point| point.core_speed)) {
+        let _ = writeln!(out, "{line}");
+    }
     let health = run.point(Scenario::Health, reference);
     let orders = run.point(Scenario::Create, reference);
     if let (Some(health), Some(orders)) = (health, orders) {
@@ -136,6 +151,40 @@ fn render_database(out: &mut String, run: &DatabaseRun, reference: usize) {
     }
 }
 
+/// A warning when the hypervisor took a notable share of the CPU during some point: the
+/// numbers of such a run are lower than the machine can do, and vary from run to run.
+fn stolen_note<'a>(points: impl IntoIterator<Item = &'a CpuUse>) -> Option<String> {
+    let most = points
+        .into_iter()
+        .map(|cpu| cpu.stolen / cpu.wall.max(f64::MIN_POSITIVE))
+        .fold(0.0, f64::max);
+    (most > NOTABLE_STEAL_CORES).then(|| {
+        format!(
+            "- **The hypervisor took CPU from this run:** up to **{most:.2} cores** of steal \
+             time (`/proc/stat`) during a point (last column). The numbers are lower than \
+             these cores can do and vary between runs; compare the ratio to `GET /health`, \
+             or run again on a quieter machine."
+        )
+    })
+}
+
+/// The range of the core-speed probes of a table's points: a wide one means the machine's
+/// speed changed during the run (other guests on the same cores), so its points do not
+/// compare well with each other or with another run.
+fn speed_line(probes: impl IntoIterator<Item = f64>) -> Option<String> {
+    let (low, high) = speed::range(probes)?;
+    let spread = (high / low.max(f64::MIN_POSITIVE) - 1.0) * 100.0;
+    Some(format!(
+        "- Core speed before each point (a fixed single-core loop, `tools/bench/src/speed.rs`; \
+         comparable only with itself): {low:.0}–{high:.0} M steps/s, **{spread:.0} % apart**{}.",
+        if spread > SPEED_SPREAD_NOTABLE_PERCENT {
+            ": the machine changed speed during this run"
+        } else {
+            ""
+        }
+    ))
+}
+
 fn render_row(out: &mut String, point: &Point) {
     let r = &point.report;
     let l = &r.latency_us;
@@ -146,7 +195,7 @@ fn render_row(out: &mut String, point: &Point) {
     let cores = |seconds: f64| seconds / cpu.wall.max(f64::MIN_POSITIVE);
     let _ = writeln!(
         out,
-        "| `{}` | {} | {} | {} | {} | {} | {} | {} | {} | {per_1k} | {:.2} / {:.2} / {:.2} / {:.2} |",
+        "| `{}` | {} | {} | {} | {} | {} | {} | {} | {} | {per_1k} | {:.2} / {:.2} / {:.2} / {:.2} / {:.2} |",
         r.scenario.label(),
         r.concurrency,
         thousands(r.throughput),
@@ -160,6 +209,7 @@ fn render_row(out: &mut String, point: &Point) {
         cores(cpu.sandbox),
         cores(cpu.loadgen),
         cores(cpu.other),
+        cores(cpu.stolen),
     );
 }
 
@@ -247,6 +297,36 @@ mod tests {
         let section = format!("{BEGIN}\nx\n{END}\n");
         assert_eq!(splice(Some("# B\n"), &section), format!("# B\n\n{section}"));
         assert!(splice(None, &section).ends_with(&section));
+    }
+
+    #[test]
+    fn only_a_notable_steal_gets_a_warning() {
+        let cpu = |stolen: f64| CpuUse {
+            service: 1.0,
+            sandbox: 0.5,
+            loadgen: 0.2,
+            other: 0.0,
+            stolen,
+            wall: 10.0,
+        };
+        assert_eq!(stolen_note([&cpu(0.0), &cpu(0.4)]), None);
+        let note = stolen_note([&cpu(0.0), &cpu(7.5), &cpu(2.0)]).unwrap();
+        assert!(note.contains("up to **0.75 cores**"), "{note}");
+    }
+
+    #[test]
+    fn a_wide_spread_of_core_speed_is_called_out() {
+        assert_eq!(speed_line([]), None);
+        let steady = speed_line([200.0, 205.0]).unwrap();
+        assert!(
+            steady.contains("200–205 M steps/s, **2 % apart**."),
+            "{steady}"
+        );
+        let changing = speed_line([300.0, 150.0, 250.0]).unwrap();
+        assert!(
+            changing.contains("**100 % apart**: the machine changed speed"),
+            "{changing}"
+        );
     }
 
     #[test]

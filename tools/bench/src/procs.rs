@@ -171,22 +171,40 @@ pub fn cpu_seconds(stat_path: &str) -> anyhow::Result<f64> {
     Ok((utime + stime) / clock_ticks())
 }
 
-/// CPU seconds the whole machine has spent busy (not idle, not waiting for I/O), all
-/// cores together, from `/proc/stat`.
-pub fn machine_busy_seconds() -> anyhow::Result<f64> {
-    let stat = std::fs::read_to_string("/proc/stat")?;
-    let line = stat.lines().next().context("empty /proc/stat")?;
-    let ticks: Vec<f64> = line
-        .split_whitespace()
-        .skip(1)
-        .take(8)
-        .map(str::parse)
-        .collect::<Result<_, _>>()?;
-    // user nice system idle iowait irq softirq steal (guest time is inside user).
-    let [user, nice, system, _idle, _iowait, irq, softirq, steal] = ticks[..] else {
-        anyhow::bail!("unexpected /proc/stat: {line}");
-    };
-    Ok((user + nice + system + irq + softirq + steal) / clock_ticks())
+/// CPU seconds of the whole machine, all cores together, from `/proc/stat`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MachineCpu {
+    /// Running anything here (not idle, not waiting for I/O).
+    pub busy: f64,
+    /// Taken by the hypervisor for other guests ("steal"): on a shared VM the benchmark
+    /// had that much less CPU than the core count says.
+    pub stolen: f64,
+}
+
+impl MachineCpu {
+    /// What `/proc/stat` says right now.
+    pub fn now() -> anyhow::Result<Self> {
+        Self::parse(&std::fs::read_to_string("/proc/stat")?, clock_ticks())
+    }
+
+    /// The machine's first (`cpu`) line of a `/proc/stat` text, in `ticks` per second.
+    fn parse(stat: &str, ticks_per_second: f64) -> anyhow::Result<Self> {
+        let line = stat.lines().next().context("empty /proc/stat")?;
+        let ticks: Vec<f64> = line
+            .split_whitespace()
+            .skip(1)
+            .take(8)
+            .map(str::parse)
+            .collect::<Result<_, _>>()?;
+        // user nice system idle iowait irq softirq steal (guest time is inside user).
+        let [user, nice, system, _idle, _iowait, irq, softirq, steal] = ticks[..] else {
+            anyhow::bail!("unexpected /proc/stat: {line}");
+        };
+        Ok(Self {
+            busy: (user + nice + system + irq + softirq) / ticks_per_second,
+            stolen: steal / ticks_per_second,
+        })
+    }
 }
 
 /// `getconf CLK_TCK` (100 on every Linux we know of; asked once, not assumed).
@@ -227,6 +245,20 @@ mod tests {
         assert!(cpu_seconds("/proc/self/stat").unwrap() >= 0.0);
         let memory = memory(std::process::id()).unwrap();
         assert!(memory.rss_kib > 0 && memory.peak_kib >= memory.rss_kib);
-        assert!(machine_busy_seconds().unwrap() > 0.0);
+        assert!(MachineCpu::now().unwrap().busy > 0.0);
+    }
+
+    #[test]
+    fn steal_is_counted_apart_from_busy_time() {
+        let stat = "cpu  700 10 200 5000 40 5 85 300 0 0\ncpu0 1 2 3 4 5 6 7 8 0 0\n";
+        let cpu = MachineCpu::parse(stat, 100.0).unwrap();
+        assert_eq!(
+            cpu,
+            MachineCpu {
+                busy: 10.0,
+                stolen: 3.0
+            }
+        );
+        assert!(MachineCpu::parse("cpu 1 2 3\n", 100.0).is_err());
     }
 }

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::database::{Database, Kind};
 use crate::procs::{self, Process};
+use crate::speed;
 
 /// Stock of every SKU: large enough never to run out.
 const STOCK: u64 = 1_000_000_000_000;
@@ -60,6 +61,9 @@ pub struct CpuUse {
     pub loadgen: f64,
     /// The rest of the machine: the PostgreSQL server, and anything else that ran.
     pub other: f64,
+    /// Taken by the hypervisor for other guests (zero in runs saved before it was kept).
+    #[serde(default)]
+    pub stolen: f64,
     pub wall: f64,
 }
 
@@ -68,6 +72,9 @@ pub struct CpuUse {
 pub struct Point {
     pub report: Report,
     pub cpu: CpuUse,
+    /// [`speed::probe`] just before the point (absent in runs saved before it was kept).
+    #[serde(default)]
+    pub core_speed: Option<f64>,
 }
 
 impl Point {
@@ -243,6 +250,9 @@ async fn measure_point(
     config.max_items = plan.max_items;
     config.pool_size = plan.pool_size;
     let label = format!("{} at concurrency {concurrency}", scenario.label());
+    let core_speed = tokio::task::spawn_blocking(speed::probe)
+        .await
+        .context("the CPU speed probe")?;
     let prepared = loadgen::prepare(config)
         .await
         .with_context(|| format!("preparing {label}"))?;
@@ -252,7 +262,7 @@ async fn measure_point(
         service.cpu_seconds()?,
         sandbox.cpu_seconds()?,
         procs::cpu_seconds(self_stat)?,
-        procs::machine_busy_seconds()?,
+        procs::MachineCpu::now()?,
     );
     let report = prepared
         .run()
@@ -262,7 +272,7 @@ async fn measure_point(
         service.cpu_seconds()?,
         sandbox.cpu_seconds()?,
         procs::cpu_seconds(self_stat)?,
-        procs::machine_busy_seconds()?,
+        procs::MachineCpu::now()?,
     );
     service
         .ensure_running()
@@ -275,11 +285,12 @@ async fn measure_point(
         sandbox: sandbox_cpu,
         loadgen: loadgen_cpu,
         // The counters tick at different moments: never below zero.
-        other: (after.3 - before.3 - service_cpu - sandbox_cpu - loadgen_cpu).max(0.0),
+        other: (after.3.busy - before.3.busy - service_cpu - sandbox_cpu - loadgen_cpu).max(0.0),
+        stolen: after.3.stolen - before.3.stolen,
         wall: report.totals.seconds,
     };
     eprintln!(
-        "bench:   {:<22} c={:<4} {:>9.1} req/s  p50 {:>9}  p99 {:>9}  errors {}  cores {:.2}/{:.2}/{:.2}/{:.2}",
+        "bench:   {:<22} c={:<4} {:>9.1} req/s  p50 {:>9}  p99 {:>9}  errors {}  cores {:.2}/{:.2}/{:.2}/{:.2} stolen {:.2}  core speed {:.0}",
         scenario.label(),
         concurrency,
         report.throughput,
@@ -290,8 +301,14 @@ async fn measure_point(
         cpu.sandbox / cpu.wall,
         cpu.loadgen / cpu.wall,
         cpu.other / cpu.wall,
+        cpu.stolen / cpu.wall,
+        core_speed,
     );
-    Ok(Point { report, cpu })
+    Ok(Point {
+        report,
+        cpu,
+        core_speed: Some(core_speed),
+    })
 }
 
 /// Keeps the highest `VmRSS` of `pid` in `peak` until aborted.
