@@ -156,7 +156,7 @@ fn render_database(out: &mut String, run: &DatabaseRun, reference: usize) {
 fn stolen_note<'a>(points: impl IntoIterator<Item = &'a CpuUse>) -> Option<String> {
     let most = points
         .into_iter()
-        .map(|cpu| cpu.stolen / cpu.wall.max(f64::MIN_POSITIVE))
+        .map(|cpu| cpu.cores(cpu.stolen))
         .fold(0.0, f64::max);
     (most > NOTABLE_STEAL_CORES).then(|| {
         format!(
@@ -192,7 +192,6 @@ fn render_row(out: &mut String, point: &Point) {
     let per_1k = point
         .service_cpu_per_1k()
         .map_or_else(|| "–".to_owned(), |v| format!("{v:.2}"));
-    let cores = |seconds: f64| seconds / cpu.wall.max(f64::MIN_POSITIVE);
     let _ = writeln!(
         out,
         "| `{}` | {} | {} | {} | {} | {} | {} | {} | {} | {per_1k} | {:.2} / {:.2} / {:.2} / {:.2} / {:.2} |",
@@ -205,11 +204,11 @@ fn render_row(out: &mut String, point: &Point) {
         format_micros(l.p999),
         format_micros(l.max),
         errors(r),
-        cores(cpu.service),
-        cores(cpu.sandbox),
-        cores(cpu.loadgen),
-        cores(cpu.other),
-        cores(cpu.stolen),
+        cpu.cores(cpu.service),
+        cpu.cores(cpu.sandbox),
+        cpu.cores(cpu.loadgen),
+        cpu.cores(cpu.other),
+        cpu.cores(cpu.stolen),
     );
 }
 

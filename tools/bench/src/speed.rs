@@ -18,11 +18,17 @@ const TIMINGS: usize = 5;
 /// Millions of loop steps per second on the calling thread, now (median of a few
 /// timings, ~20–50 ms in all). Higher is faster; only comparable with itself.
 pub fn probe() -> f64 {
-    let mut rates: Vec<f64> = (0..TIMINGS)
-        .map(|_| steps_per_second(STEPS) / 1e6)
-        .collect();
+    median(
+        (0..TIMINGS)
+            .map(|_| steps_per_second(STEPS) / 1e6)
+            .collect(),
+    )
+}
+
+/// The middle one of `rates` (the upper of the two middle ones of an even count).
+fn median(mut rates: Vec<f64>) -> f64 {
     rates.sort_by(f64::total_cmp);
-    rates[TIMINGS / 2]
+    rates[rates.len() / 2]
 }
 
 /// Times `steps` of a dependent chain of multiplications and shifts (xorshift), which
@@ -54,9 +60,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_probe_measures_a_positive_finite_rate() {
-        let speed = probe();
-        assert!(speed.is_finite() && speed > 0.0, "{speed}");
+    fn one_slow_or_fast_timing_does_not_decide_the_probe() {
+        assert_eq!(median(vec![310.0, 12.0, 305.0, 900.0, 300.0]), 305.0);
     }
 
     #[test]

@@ -67,6 +67,13 @@ pub struct CpuUse {
     pub wall: f64,
 }
 
+impl CpuUse {
+    /// `seconds` of CPU used over the point as cores in use on average.
+    pub fn cores(&self, seconds: f64) -> f64 {
+        seconds / self.wall.max(f64::MIN_POSITIVE)
+    }
+}
+
 /// One point: the load generator's report and where the CPU went meanwhile.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Point {
@@ -297,11 +304,11 @@ async fn measure_point(
         loadgen::format_micros(report.latency_us.p50),
         loadgen::format_micros(report.latency_us.p99),
         crate::markdown::errors(&report),
-        cpu.service / cpu.wall,
-        cpu.sandbox / cpu.wall,
-        cpu.loadgen / cpu.wall,
-        cpu.other / cpu.wall,
-        cpu.stolen / cpu.wall,
+        cpu.cores(cpu.service),
+        cpu.cores(cpu.sandbox),
+        cpu.cores(cpu.loadgen),
+        cpu.cores(cpu.other),
+        cpu.cores(cpu.stolen),
         core_speed,
     );
     Ok(Point {
