@@ -53,8 +53,7 @@ impl Application {
         })
         .await
         .with_context(|| format!("opening the database {}", config.database_url.redacted()))?;
-        let downstream =
-            Downstream::new(&config.downstream).context("building the downstream HTTP clients")?;
+        let downstream = Downstream::new(&config.downstream);
         let saga = Saga::new(
             store.clone(),
             downstream,

@@ -1,6 +1,6 @@
 //! The inventory service: reserve stock, commit or release a reservation.
 
-use reqwest::Method;
+use http::Method;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 

@@ -38,20 +38,17 @@ pub struct Downstream {
 }
 
 impl Downstream {
-    pub fn new(settings: &DownstreamSettings) -> Result<Self, reqwest::Error> {
+    pub fn new(settings: &DownstreamSettings) -> Self {
         let client =
             |step, url: &str| ServiceClient::new(step, url, settings.timeout, settings.breaker);
-        Ok(Self {
+        Self {
             inventory: inventory::InventoryClient::new(client(
                 Step::Inventory,
                 &settings.inventory_url,
-            )?),
-            payment: payment::PaymentClient::new(client(Step::Payment, &settings.payment_url)?),
-            shipping: shipping::ShippingClient::new(client(
-                Step::Shipping,
-                &settings.shipping_url,
-            )?),
-        })
+            )),
+            payment: payment::PaymentClient::new(client(Step::Payment, &settings.payment_url)),
+            shipping: shipping::ShippingClient::new(client(Step::Shipping, &settings.shipping_url)),
+        }
     }
 
     /// A service whose breaker is open, and for about how long; new orders are refused

@@ -1,6 +1,6 @@
 //! The payment service: charge (idempotent by payment id) and refund.
 
-use reqwest::Method;
+use http::Method;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 

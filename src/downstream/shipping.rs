@@ -1,7 +1,7 @@
 //! The shipping service: create a shipment (not idempotent: ask before repeating), look one
 //! up, cancel one whose creation we could not confirm.
 
-use reqwest::Method;
+use http::Method;
 use serde::{Deserialize, Serialize};
 
 use super::inventory::path_segment;

@@ -61,8 +61,13 @@ fn install(format: Option<&str>, default_filter: &str, for_tests: bool) -> Telem
     };
     // Spans reach the trace layer whatever the log level, so that `RUST_LOG=warn` does not
     // cut the trace (and the `traceparent` sent downstream).
+    // Nothing reads the OpenTelemetry context from the thread (the `traceparent` sent
+    // downstream is taken from the span itself), and the busy/idle times are not worth a
+    // clock read and a span lookup at every poll of every saga: both off.
     let otel = tracing_opentelemetry::layer()
         .with_tracer(tracer)
+        .with_context_activation(false)
+        .with_tracked_inactivity(false)
         .with_filter(Targets::new().with_target("order_service", Level::INFO));
     let logs = if for_tests {
         tracing_subscriber::fmt::layer()
