@@ -174,23 +174,20 @@ impl ServiceClient {
                 retry_after,
             });
         }
-        let result = self.exchange(method, path, body, action, ctx).await;
+        let result = match self.request(method, path, body, action, ctx) {
+            Ok(request) => self.exchange(request).await,
+            Err(error) => Err(self.classify(error)),
+        };
         self.breaker
             .record(result.as_ref().err().is_none_or(is_healthy_answer));
         result
     }
 
-    async fn exchange<B: Serialize + ?Sized>(
+    /// Sends `request` and reads the whole answer, all within the call's timeout.
+    async fn exchange(
         &self,
-        method: Method,
-        path: &str,
-        body: Option<&B>,
-        action: &str,
-        ctx: &CallContext,
+        request: Request<Full<Bytes>>,
     ) -> Result<(StatusCode, Bytes), CallError> {
-        let request = self
-            .request(method, path, body, action, ctx)
-            .map_err(|e| self.classify(e))?;
         let answer = async {
             let response = self
                 .http
