@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{ACCEPT, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
+use http::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderValue, RETRY_AFTER};
 use http::{Method, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
@@ -17,11 +17,30 @@ use super::breaker::{Admission, BreakerSettings, CircuitBreaker};
 use crate::domain::ids::OrderId;
 use crate::domain::order::Step;
 
-/// Who a call is made for: sent as `Idempotency-Key: <order>:<action>` and `X-Request-Id`.
+/// Who a call is made for: sent as `Idempotency-Key: <order>:<action>` and `X-Request-Id`,
+/// with the trace context of the span it was made in.
 #[derive(Clone, Debug)]
 pub struct CallContext {
     pub order_id: OrderId,
     pub request_id: String,
+    /// `traceparent` (and `tracestate`) of the span current at [`CallContext::new`],
+    /// rendered once: every call of a saga run is made in the same span, and rendering it
+    /// per call (propagator lock, hex formatting, header parsing) was ~5 % of the tokio
+    /// workers' instructions.
+    trace_headers: HeaderMap,
+}
+
+impl CallContext {
+    /// The context of calls made in the current span, which they name as their parent.
+    pub fn new(order_id: OrderId, request_id: String) -> Self {
+        let mut trace_headers = HeaderMap::new();
+        crate::telemetry::propagation::inject_current(&mut trace_headers);
+        Self {
+            order_id,
+            request_id,
+            trace_headers,
+        }
+    }
 }
 
 /// How a call failed, classified by whether the request could have taken effect.
@@ -251,7 +270,10 @@ impl ServiceClient {
             None => Bytes::new(),
         };
         let mut request = request.body(Full::new(content)).map_err(|e| invalid(&e))?;
-        crate::telemetry::propagation::inject_current(request.headers_mut());
+        let headers = request.headers_mut();
+        for (name, value) in &ctx.trace_headers {
+            headers.insert(name, value.clone());
+        }
         Ok(request)
     }
 

@@ -149,10 +149,8 @@ impl Saga {
         let span = tracing::info_span!("saga", order_id = %order.id);
         let _in_flight = metrics::InFlight::start();
         async move {
-            let ctx = CallContext {
-                order_id: order.id,
-                request_id,
-            };
+            // Inside the saga's span: its calls name it as their parent.
+            let ctx = CallContext::new(order.id, request_id);
             let mut resumed = start == Start::Resumed;
             let mut pending_events = first_events;
             loop {
