@@ -173,10 +173,17 @@ pub fn parse_database_url_arg(value: &str) -> Result<DatabaseUrl, String> {
 fn url_parser(var: &'static str) -> impl Fn(&str) -> Result<String, String> + Clone {
     move |value: &str| {
         let parsed = reqwest::Url::parse(value.trim())
-            .map_err(|e| format!("{var} must be an http(s) URL, got '{value}' ({e})"))?;
-        if !matches!(parsed.scheme(), "http" | "https") || parsed.host().is_none() {
+            .map_err(|e| format!("{var} must be an http:// URL, got '{value}' ({e})"))?;
+        if parsed.scheme() == "https" {
+            // Refused here rather than failing every call: the downstream client speaks
+            // plain HTTP only (in-cluster services; no TLS stack is built in).
             return Err(format!(
-                "{var} must be an http(s) URL with a host, got '{value}'"
+                "{var} must be an http:// URL: calls to the platform's services have no TLS, got '{value}'"
+            ));
+        }
+        if parsed.scheme() != "http" || parsed.host().is_none() {
+            return Err(format!(
+                "{var} must be an http:// URL with a host, got '{value}'"
             ));
         }
         Ok(value.trim().trim_end_matches('/').to_owned())
@@ -313,6 +320,11 @@ mod tests {
             url_parser("PAYMENT_URL")("nonsense")
                 .unwrap_err()
                 .starts_with("PAYMENT_URL")
+        );
+        let https = url_parser("SHIPPING_URL")("https://shipping:8007").unwrap_err();
+        assert!(
+            https.starts_with("SHIPPING_URL") && https.contains("no TLS"),
+            "{https}"
         );
         assert!(
             bool_parser("DEBUG_MODE")("maybe")

@@ -217,7 +217,7 @@ fn bad_configuration_stops_the_process_naming_the_variable() {
     );
     let message = fails_at_start(&[("PAYMENT_URL", "payments:8005")], &[]);
     assert!(
-        message.contains("PAYMENT_URL must be an http(s) URL"),
+        message.contains("PAYMENT_URL must be an http:// URL"),
         "{message}"
     );
     let message = fails_at_start(&[("DEBUG_MODE", "sometimes")], &[]);
