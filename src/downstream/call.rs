@@ -138,7 +138,8 @@ pub struct ServiceClient {
 
 /// How a call failed on the way, before it is classified by [`ServiceClient::classify`].
 enum ExchangeError {
-    /// The request could not be built (a base URL and path that make no URI).
+    /// The request could not be built: the base URL and path make no URI, or the body
+    /// does not serialize. Nothing was sent.
     Request(String),
     /// Sending the request or reading the head of the answer failed.
     Send(hyper_util::client::legacy::Error),
