@@ -157,6 +157,7 @@ fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
 async fn timeline_of_a_success(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let (_, order) = json_of(app.post_order(&order_body(1), None).await).await;
+    common::settled(&app, order["id"].as_str().unwrap()).await;
     assert_eq!(
         common::timeline_steps(&app, order["id"].as_str().unwrap()).await,
         pairs(&[

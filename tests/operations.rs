@@ -3,7 +3,7 @@
 #[macro_use]
 mod common;
 
-use common::{Backend, TestApp, order_body};
+use common::{Backend, TestApp, json_of, order_body};
 use serde_json::{Value, json};
 
 on_both_databases!(
@@ -200,6 +200,8 @@ async fn traceparent_reaches_every_downstream_call(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(response.status(), 201);
+    let (_, order) = json_of(response).await;
+    common::settled(&app, order["id"].as_str().unwrap()).await;
     let mut calls = 0;
     for service in ["inventory", "payment", "shipping"] {
         for request in app.requests(service).await.requests {

@@ -9,6 +9,7 @@ mod common;
 use std::time::Duration;
 
 use common::{Backend, Options, TestApp, json_of, order_body};
+use order_service::domain::idempotency::StoredResponse;
 use order_service::domain::ids::ReservationId;
 use order_service::domain::order::Order;
 use order_service::domain::when;
@@ -23,6 +24,7 @@ on_both_databases!(
     crash_during_reserve_is_retried_where_reserves_replay,
     crash_after_payment_taken_repeats_the_same_payment,
     crash_after_shipment_created_finds_it_instead_of_posting_again,
+    crash_after_the_answer_commits_the_reservation_and_keeps_the_answer,
     crash_after_unsaved_payment_and_shipment_makes_neither_again,
     crash_after_unsaved_payment_then_a_failing_charge_cancels_the_shipment_too,
     past_the_deadline_a_crashed_order_is_compensated,
@@ -257,6 +259,38 @@ async fn crash_after_shipment_created_finds_it_instead_of_posting_again(backend:
     );
     assert_eq!(shipments.calls["GET /shipments/{id}"], 1);
     assert_eq!(shipments.shipments.len(), 1);
+    app.stop().await;
+}
+
+/// The answer of a completed order is saved before its reservation's commit; a process
+/// that died between the two leaves the commit to recovery, which changes nothing of the
+/// order that was answered.
+async fn crash_after_the_answer_commits_the_reservation_and_keeps_the_answer(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let mut order = common::new_order(1);
+    let reservation = reserve_in_sandbox(&app, &order).await;
+    order.reserved(reservation);
+    order.paid("completed".into());
+    charge_in_sandbox(&app, &order).await;
+    ship_in_sandbox(&app, &order).await;
+    order.shipped();
+    let answer = StoredResponse {
+        status: 201,
+        body: r#"{"the":"answer"}"#.into(),
+    };
+    order.response = Some(answer.clone());
+    leave_as_crashed(&app, &order).await;
+
+    assert_eq!(recover(&app).await.settled, 1);
+    let recovered = common::settled(&app, &order.id.to_string()).await;
+    assert_eq!(recovered.response, Some(answer));
+    assert_eq!(recovered.updated_at, order.updated_at);
+    assert_eq!(
+        app.inventory().await.reservations[0].status,
+        ReservationStatus::Committed
+    );
+    assert_eq!(app.payments().await.calls["POST /payments"], 1);
+    assert_eq!(app.shipments().await.calls["POST /shipments"], 1);
     app.stop().await;
 }
 

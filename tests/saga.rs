@@ -13,6 +13,7 @@ use serde_json::json;
 
 on_both_databases!(
     successful_order_is_created_with_every_field,
+    a_completed_order_is_answered_before_its_reservation_is_committed,
     unknown_sku_is_409_and_takes_no_stock,
     insufficient_stock_is_409_and_takes_no_stock,
     payment_decline_is_402_and_releases_the_stock,
@@ -59,6 +60,8 @@ async fn successful_order_is_created_with_every_field(backend: Backend) {
     assert!(order.get("failure").is_none());
     assert!(order.get("detail").is_none());
 
+    // The reservation's commit comes after the answer.
+    common::settled(&app, order["id"].as_str().unwrap()).await;
     let inventory = app.inventory().await;
     assert_eq!(inventory.stock["SKU-001"], 98);
     assert_eq!(inventory.reservations.len(), 1);
@@ -84,6 +87,68 @@ async fn successful_order_is_created_with_every_field(backend: Backend) {
     assert_eq!(
         shipments.shipments[0].order_id,
         order["id"].as_str().unwrap()
+    );
+    app.stop().await;
+}
+
+/// The reservation's commit is best effort (a failed one leaves the order completed), so
+/// the answer does not wait for it: the order is answered, saved with its answer, while
+/// the commit is still in flight, and settles after it without changing what it shows.
+async fn a_completed_order_is_answered_before_its_reservation_is_committed(backend: Backend) {
+    let app = TestApp::spawn_with(
+        backend,
+        Options {
+            timeout: Duration::from_secs(10),
+            ..Options::default()
+        },
+    )
+    .await;
+    app.fault(
+        "inventory",
+        json!({"endpoint": "POST /reservations/{id}/commit", "latencyMs": 2000}),
+    )
+    .await;
+    let response = app.post_order(&order_body(1), Some("early-1")).await;
+    assert_eq!(response.status(), 201);
+    let answer = response.bytes().await.unwrap();
+    let order: serde_json::Value = serde_json::from_slice(&answer).unwrap();
+    assert_eq!(order["status"], "completed");
+    let id = order["id"].as_str().unwrap();
+
+    // The commit has been sent and is held for 2 s by the sandbox.
+    let steps = common::timeline_steps(&app, id).await;
+    assert_eq!(
+        steps.last().unwrap(),
+        &("shipment".into(), "shipped".into())
+    );
+    let inventory = app.inventory().await;
+    assert_eq!(inventory.calls["POST /reservations/{id}/commit"], 1);
+    assert_eq!(
+        inventory.reservations[0].status,
+        ReservationStatus::Reserved
+    );
+    let replay = app.post_order(&order_body(1), Some("early-1")).await;
+    assert_eq!(replay.status(), 201);
+    assert_eq!(
+        replay.bytes().await.unwrap(),
+        answer,
+        "a replay gets the answer"
+    );
+    assert_eq!(app.get_order(id).await.bytes().await.unwrap(), answer);
+
+    common::settled(&app, id).await;
+    assert_eq!(
+        common::timeline_steps(&app, id).await.last().unwrap(),
+        &("commit_reservation".into(), "committed".into())
+    );
+    assert_eq!(
+        app.inventory().await.reservations[0].status,
+        ReservationStatus::Committed
+    );
+    assert_eq!(
+        app.get_order(id).await.bytes().await.unwrap(),
+        answer,
+        "the commit changes nothing the order shows"
     );
     app.stop().await;
 }
@@ -507,6 +572,7 @@ mod event_log {
         let app = TestApp::spawn(backend).await;
         let (status, order) = json_of(app.post_order(&order_body(1), None).await).await;
         assert_eq!(status, 201, "{order}");
+        common::settled(&app, order["id"].as_str().unwrap()).await;
         let events = events_of(&app, order["id"].as_str().unwrap()).await;
         let expected: Vec<(String, String)> = [
             ("create", "pending"),
@@ -564,6 +630,7 @@ async fn downstream_calls_carry_idempotency_key_and_request_id(backend: Backend)
     assert_eq!(response.headers()["x-request-id"], "req-from-client");
     let (_, order) = json_of(response).await;
     let id = order["id"].as_str().unwrap();
+    common::settled(&app, id).await;
     let mut seen = Vec::new();
     for service in ["inventory", "payment", "shipping"] {
         for request in app.requests(service).await.requests {

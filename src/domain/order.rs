@@ -256,6 +256,15 @@ impl Order {
         self.progress.step == SagaStep::Done
     }
 
+    /// Whether what is left of the saga can no longer change the client's answer: a
+    /// completed order whose only step left is the reservation's commit, which is best
+    /// effort (a failed commit leaves the order completed).
+    pub fn answer_is_final(&self) -> bool {
+        self.is_settled()
+            || (self.status == OrderStatus::Completed
+                && self.progress.step == SagaStep::CommitReservation)
+    }
+
     /// The reservation id, once the inventory service told us.
     pub fn reservation_id(&self) -> Option<&ReservationId> {
         self.progress.reservation_id.as_ref()

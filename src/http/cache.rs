@@ -1,7 +1,8 @@
 //! Answers that can never change again, kept in memory so that replays of a key and reads
 //! of settled orders need no database round trip. Safe with many replicas: only what is
 //! immutable everywhere is kept — a key's stored first answer (until the key expires) and
-//! a settled order (its saga done, nothing waiting for an operator).
+//! an order whose view is final (its saga done, or only the reservation's commit left,
+//! which shows nowhere; nothing waiting for an operator).
 
 use std::sync::Arc;
 
@@ -87,14 +88,15 @@ impl AnswerCache {
             .insert((user.clone(), key.clone()), Arc::new(replay));
     }
 
-    /// The JSON of a settled order read before.
+    /// The JSON of an order read before whose view is final.
     pub fn order(&self, id: &OrderId) -> Option<Bytes> {
         self.orders.get(id)
     }
 
-    /// Remembers an order's JSON if the order can no longer change.
+    /// Remembers an order's JSON if what the order shows can no longer change: settled,
+    /// or completed with only its reservation's commit left (which shows nowhere).
     pub fn remember_order(&self, order: &Order, json: &Bytes) {
-        if order.is_settled() && order.status != OrderStatus::NeedsAttention {
+        if order.answer_is_final() && order.status != OrderStatus::NeedsAttention {
             self.orders.insert(order.id, json.clone());
         }
     }

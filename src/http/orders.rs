@@ -17,7 +17,7 @@ use crate::domain::idempotency::{Fingerprint, IdempotencyKey, StoredResponse};
 use crate::domain::order::{NewOrder, Order};
 use crate::domain::validation::{BodyError, parse_new_order};
 use crate::domain::when;
-use crate::saga::{Answer, SagaError, Start};
+use crate::saga::{Answer, SagaError};
 use crate::store::{NewEvent, NewKey, StoreError};
 use crate::telemetry::metrics;
 
@@ -97,9 +97,7 @@ pub async fn create(
     // The saga runs in its own task: a client that hangs up must not stop it half-way.
     let id = order.id;
     record_order_id(&id);
-    let run = state
-        .saga
-        .spawn_drive(order, Start::Fresh, request_id, Vec::new());
+    let run = state.saga.start_fresh(order, request_id);
     let finished = match tokio::time::timeout(state.order_wait, run).await {
         Ok(Ok(Ok(order))) => Some(order),
         // Another process took the saga over; it will finish it.

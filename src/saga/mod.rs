@@ -15,6 +15,8 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::oneshot;
+use tokio::task::{JoinError, JoinHandle};
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
@@ -128,23 +130,62 @@ impl Saga {
         start: Start,
         request_id: String,
         first_events: Vec<NewEvent>,
-    ) -> tokio::task::JoinHandle<Result<Order, SagaError>> {
+    ) -> JoinHandle<Result<Order, SagaError>> {
+        self.spawn(order, start, request_id, first_events, None)
+    }
+
+    /// Starts a new order's saga in its own task, like [`spawn_drive`](Self::spawn_drive),
+    /// and resolves as soon as the order's answer is saved: when the saga ends, or earlier,
+    /// once only the reservation's commit is left. The commit cannot change the answer
+    /// (it is best effort: a failed one leaves the order completed), so the client does
+    /// not wait for it; the task commits and saves the settled order after the answer,
+    /// and a crash in between is finished by recovery like any saved step.
+    pub fn start_fresh(
+        &self,
+        order: Order,
+        request_id: String,
+    ) -> impl Future<Output = Result<Result<Order, SagaError>, JoinError>> + use<> {
+        let (answered, answer) = oneshot::channel();
+        let task = self.spawn(order, Start::Fresh, request_id, Vec::new(), Some(answered));
+        async move {
+            match answer.await {
+                Ok(order) => Ok(Ok(order)),
+                // Ended without an early answer: its result is the answer.
+                Err(_) => task.await,
+            }
+        }
+    }
+
+    fn spawn(
+        &self,
+        order: Order,
+        start: Start,
+        request_id: String,
+        first_events: Vec<NewEvent>,
+        answered: Option<oneshot::Sender<Order>>,
+    ) -> JoinHandle<Result<Order, SagaError>> {
         let saga = self.clone();
         self.inner.tasks.spawn(
-            async move { saga.drive(order, start, request_id, first_events).await }
-                .instrument(tracing::Span::current()),
+            async move {
+                saga.drive(order, start, request_id, first_events, answered)
+                    .await
+            }
+            .instrument(tracing::Span::current()),
         )
     }
 
     /// Runs the order's saga until it is settled or cannot progress now (a compensation or
     /// the reservation commit keeps failing), saving after every step. `first_events` are
-    /// written with the first save. Returns the order as last saved.
-    pub async fn drive(
+    /// written with the first save. Returns the order as last saved; `answered`, if
+    /// given, gets it earlier, once its answer is final and saved (see
+    /// [`start_fresh`](Self::start_fresh)).
+    async fn drive(
         &self,
         mut order: Order,
         start: Start,
         request_id: String,
         first_events: Vec<NewEvent>,
+        mut answered: Option<oneshot::Sender<Order>>,
     ) -> Result<Order, SagaError> {
         let span = tracing::info_span!("saga", order_id = %order.id);
         let _in_flight = metrics::InFlight::start();
@@ -204,7 +245,9 @@ impl Saga {
                             pause.as_secs()
                         ),
                     ));
-                    order.updated_at = when::now();
+                    if step != SagaStep::CommitReservation {
+                        order.updated_at = when::now();
+                    }
                     if order.status != OrderStatus::Pending && order.response.is_none() {
                         // The outcome is decided (only a compensation waits): answer it.
                         order.response = Some(self.inner.answer.answer(&order));
@@ -224,8 +267,12 @@ impl Saga {
                     return Ok(order);
                 }
                 let stops = self.stop_here(step, &mut order, &mut events);
-                order.updated_at = when::now();
-                if stops && order.response.is_none() {
+                if step != SagaStep::CommitReservation {
+                    // The commit changes nothing the order shows, so the order (its
+                    // `updatedAt` too) stays as answered before it: GET shows the answer.
+                    order.updated_at = when::now();
+                }
+                if (stops || order.answer_is_final()) && order.response.is_none() {
                     order.response = Some(self.inner.answer.answer(&order));
                     metrics::order_finished(order.status.as_str());
                     tracing::info!(status = %order.status, step = order.progress.step.as_str(), "order finished");
@@ -245,6 +292,12 @@ impl Saga {
                 tracing::debug!(from = step.as_str(), to = order.progress.step.as_str(), status = %order.status, "saga step saved");
                 if stops {
                     break;
+                }
+                if order.response.is_some()
+                    && let Some(answered) = answered.take()
+                {
+                    // The answer is saved and final: the client need not wait for the rest.
+                    let _ = answered.send(order.clone());
                 }
             }
             if !order.is_settled() {

@@ -466,3 +466,30 @@ pub async fn timeline_steps(app: &TestApp, id: &str) -> Vec<(String, String)> {
         })
         .collect()
 }
+
+/// Waits until the order's saga has nothing left to do. A `201` comes before the
+/// reservation's commit (the saga commits and saves the settled order after answering),
+/// so a test that looks at what the commit does waits for this first.
+pub async fn settled(app: &TestApp, id: &str) -> order_service::domain::order::Order {
+    let id: order_service::domain::ids::OrderId = id.parse().expect("an order id");
+    let give_up = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let order = app
+            .state
+            .saga
+            .store()
+            .find_order(id)
+            .await
+            .expect("the store answers")
+            .expect("the order exists");
+        if order.is_settled() {
+            return order;
+        }
+        assert!(
+            std::time::Instant::now() < give_up,
+            "order {id} still at step {} after 15 s",
+            order.progress.step.as_str()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
