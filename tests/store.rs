@@ -20,6 +20,7 @@ on_both_databases!(
     an_order_reads_back_as_written,
     concurrent_orders_under_one_key_store_exactly_one,
     concurrent_saves_apply_only_under_their_own_lease,
+    new_orders_and_saves_at_once_all_land,
     text_from_downstream_with_nul_characters_is_stored,
 );
 
@@ -217,7 +218,7 @@ async fn concurrent_orders_under_one_key_store_exactly_one(backend: Backend) {
     }
     assert_eq!(winners.len(), 20, "every key went to one order");
     assert!(
-        shared_commits(&backend, "insert_order") > 0,
+        shared_commits(&backend) > 0,
         "some orders were written together"
     );
     let user = common::new_order(1).user_id;
@@ -288,18 +289,97 @@ async fn concurrent_saves_apply_only_under_their_own_lease(backend: Backend) {
         }
     }
     assert!(
-        shared_commits(&backend, "save_progress") > 0,
+        shared_commits(&backend) > 0,
         "some saves were written together"
     );
 }
 
-/// How many commits so far (in this test process) carried more than one write of
-/// `write` on the backend's database, from the `db_write_batch_size` histogram. SQLite
-/// commits mixed batches, counted as `any`.
-fn shared_commits(backend: &Backend, write: &str) -> u64 {
+/// New orders and saves of other orders at once: they share statements (one commit for
+/// both kinds) and every one of them lands, with its events.
+async fn new_orders_and_saves_at_once_all_land(backend: Backend) {
+    order_service::telemetry::metrics::install();
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&backend, &dir).await;
+    let shared_before = shared_commits(&backend);
+    let mut saved = Vec::new();
+    for _ in 0..30 {
+        let order = common::new_order(1);
+        store
+            .insert_order(&order, None, &common::created_event(), &lease("a"))
+            .await
+            .unwrap();
+        saved.push(order);
+    }
+    let fingerprint = Fingerprint::from_stored("f".repeat(64));
+    let mut writes = Vec::new();
+    for (n, mut order) in saved.into_iter().enumerate() {
+        let saver = store.clone();
+        writes.push(tokio::spawn(async move {
+            order.reserved(ReservationId::from(format!("res-{n}")));
+            let event = order_service::store::NewEvent {
+                step: "reserve",
+                ..common::created_event()
+            };
+            saver
+                .save_progress(&order, &[event], &lease("a"))
+                .await
+                .unwrap();
+            (
+                order.id,
+                Some(format!("res-{n}")),
+                vec!["create", "reserve"],
+            )
+        }));
+        let store = store.clone();
+        let fingerprint = fingerprint.clone();
+        writes.push(tokio::spawn(async move {
+            let order = common::new_order(1);
+            let key = IdempotencyKey::parse(&format!("both-{n}")).unwrap();
+            let new_key = NewKey {
+                key: &key,
+                fingerprint: &fingerprint,
+                expires_at: when::now() + chrono::Duration::hours(1),
+            };
+            store
+                .insert_order(&order, Some(new_key), &common::created_event(), &lease("a"))
+                .await
+                .unwrap();
+            (order.id, None, vec!["create"])
+        }));
+    }
+    for write in writes {
+        let (id, reservation, steps) = write.await.unwrap();
+        let stored = store.find_order(id).await.unwrap().unwrap();
+        assert_eq!(
+            stored.reservation_id().map(|r| r.as_str().to_owned()),
+            reservation
+        );
+        let events: Vec<&str> = store
+            .events(id)
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| match e.step.as_str() {
+                "create" => "create",
+                "reserve" => "reserve",
+                other => panic!("unexpected event {other}"),
+            })
+            .collect();
+        assert_eq!(events, steps);
+    }
+    assert!(
+        shared_commits(&backend) > shared_before,
+        "some writes were committed together"
+    );
+}
+
+/// How many commits so far (in this test process) carried more than one write on the
+/// backend's database, from the `db_write_batch_size` histogram (both databases commit
+/// batches that mix new orders and saves, counted as `any`).
+fn shared_commits(backend: &Backend) -> u64 {
     let (database, write) = match backend {
         Backend::Sqlite => ("sqlite", "any"),
-        Backend::Postgres(_) => ("postgres", write),
+        Backend::Postgres(_) => ("postgres", "any"),
     };
     let text = order_service::telemetry::metrics::install().render();
     let of_series = |line: &&str| {

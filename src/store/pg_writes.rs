@@ -1,6 +1,7 @@
 //! The two writes of the saga's hot path on PostgreSQL — a new order with its key and
 //! first event, and a step's progress with its events — as owned rows, and the statement
-//! that applies any number of them at once ([`super::pg_batch`] gathers them).
+//! that applies any number of them, of both kinds, at once ([`super::pg_batch`] gathers
+//! them).
 //!
 //! A write alone goes as a small statement of its own (prepared, planned once per
 //! connection: an index lookup by id whatever the table's size). Several go as one
@@ -91,52 +92,8 @@ WITH new_key AS (
 INSERT INTO order_events (order_id, at, step, outcome, attempt, upstream_status, duration_ms, detail)
 VALUES ($1, $23, $24, $25, $26, $27, $28, $29)";
 
-/// Keys go in with `ON CONFLICT DO NOTHING`, and only the orders whose key went in (or
-/// that have none) follow, with their events: a taken key — by another transaction or by
-/// an earlier row of the same batch — leaves that one order out instead of failing the
-/// statement. Returns the ids of the orders stored.
-const INSERT_ORDERS: &str = "\
-WITH v AS (
-  SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::numeric[],
-      $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[],
-      $14::int4[], $15::text[], $16::text[], $17::timestamptz[], $18::timestamptz[],
-      $19::timestamptz[], $20::text[], $21::text[], $22::timestamptz[], $23::timestamptz[],
-      $24::text[], $25::text[], $26::int4[], $27::int4[], $28::int8[], $29::text[])
-    WITH ORDINALITY AS v(id, user_id, currency, address, items, total, status, step,
-      reservation_id, payment_id, shipment_id, progress, failure, response_status,
-      response_body, lease_owner, lease_expires_at, created_at, updated_at, idem_key,
-      fingerprint, key_expires_at, event_at, event_step, event_outcome, event_attempt,
-      event_upstream_status, event_duration_ms, event_detail, n)
-), new_key AS (
-  INSERT INTO idempotency_keys (user_id, idem_key, fingerprint, order_id, created_at, expires_at)
-  SELECT user_id, idem_key, fingerprint, id, created_at, key_expires_at
-  FROM v WHERE idem_key IS NOT NULL ORDER BY n
-  ON CONFLICT DO NOTHING
-  RETURNING order_id
-), new_order AS (
-  INSERT INTO orders (id, user_id, currency, address, items, total, status, step,
-    reservation_id, payment_id, shipment_id, progress, failure, response_status,
-    response_body, lease_owner, lease_expires_at, created_at, updated_at)
-  SELECT id, user_id, currency, address::jsonb, items::jsonb, total, status, step,
-    reservation_id, payment_id, shipment_id, progress::jsonb, failure::jsonb, response_status,
-    response_body, lease_owner, lease_expires_at, created_at, updated_at
-  FROM v WHERE idem_key IS NULL OR id IN (SELECT order_id FROM new_key) ORDER BY n
-  RETURNING id
-), logged AS (
-  INSERT INTO order_events (order_id, at, step, outcome, attempt, upstream_status, duration_ms, detail)
-  SELECT id, event_at, event_step, event_outcome, event_attempt, event_upstream_status,
-    event_duration_ms, event_detail
-  FROM v WHERE id IN (SELECT id FROM new_order) ORDER BY n
-)
-SELECT id FROM new_order";
-
-impl BatchedWrite for NewOrderRow {
-    const NAME: &'static str = "insert_order";
-
-    fn order_id(&self) -> Uuid {
-        self.id
-    }
-
+impl NewOrderRow {
+    /// Applies this write alone; `false` if its key is taken.
     async fn apply_one(&self, pool: &PgPool) -> Result<bool, sqlx::Error> {
         let key = self.key.as_ref();
         let done = sqlx::query(INSERT_ORDER)
@@ -178,10 +135,12 @@ impl BatchedWrite for NewOrderRow {
         }
     }
 
-    async fn apply_many(pool: &PgPool, rows: &[Self]) -> Result<Vec<Uuid>, sqlx::Error> {
-        let column = |f: fn(&Self) -> Option<&str>| rows.iter().map(f).collect::<Vec<_>>();
+    /// Binds `rows` as parameters 1 to 29 of [`SAGA_WRITES`].
+    fn bind_many<'q, O>(rows: &[&'q Self], query: Scalar<'q, O>) -> Scalar<'q, O> {
+        let column =
+            |f: fn(&'q Self) -> Option<&'q str>| rows.iter().map(|r| f(r)).collect::<Vec<_>>();
         let events = EventColumns::of(rows.iter().map(|r| &r.event));
-        let query = sqlx::query_scalar(INSERT_ORDERS)
+        let query = query
             .bind(rows.iter().map(|r| r.id).collect::<Vec<_>>())
             .bind(column(|r| Some(&r.user_id)))
             .bind(column(|r| Some(r.currency)))
@@ -208,7 +167,7 @@ impl BatchedWrite for NewOrderRow {
                     .map(|r| r.key.as_ref().map(|k| k.2))
                     .collect::<Vec<_>>(),
             );
-        events.bind_to(query).fetch_all(pool).await
+        events.bind_to(query)
     }
 
     fn outcome(&self, applied: bool) -> Result<(), StoreError> {
@@ -272,40 +231,8 @@ WITH updated AS (
 )
 SELECT count(*) FROM updated";
 
-/// Only rows whose lease is still held by the writer are updated, and only their events
-/// are logged (in the order given). The lease's end is left alone: the driver renews it
-/// while a step runs. Returns the ids of the orders updated.
-const SAVE_PROGRESS: &str = "\
-WITH v AS (
-  SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
-      $7::int4[], $8::text[], $9::timestamptz[], $10::text[])
-    AS v(id, status, step, reservation_id, progress, failure, response_status, response_body,
-      updated_at, lease_owner)
-), updated AS (
-  UPDATE orders o SET status = v.status, step = v.step, reservation_id = v.reservation_id,
-    progress = v.progress::jsonb, failure = v.failure::jsonb,
-    response_status = v.response_status, response_body = v.response_body,
-    updated_at = v.updated_at
-  FROM v WHERE o.id = v.id AND o.lease_owner = v.lease_owner
-  RETURNING o.id
-), logged AS (
-  INSERT INTO order_events (order_id, at, step, outcome, attempt, upstream_status, duration_ms, detail)
-  SELECT e.order_id, e.at, e.step, e.outcome, e.attempt, e.upstream_status, e.duration_ms, e.detail
-  FROM unnest($11::uuid[], $12::timestamptz[], $13::text[], $14::text[], $15::int4[],
-      $16::int4[], $17::int8[], $18::text[])
-    WITH ORDINALITY AS e(order_id, at, step, outcome, attempt, upstream_status, duration_ms,
-      detail, n)
-  WHERE e.order_id IN (SELECT id FROM updated) ORDER BY e.n
-)
-SELECT id FROM updated";
-
-impl BatchedWrite for ProgressRow {
-    const NAME: &'static str = "save_progress";
-
-    fn order_id(&self) -> Uuid {
-        self.id
-    }
-
+impl ProgressRow {
+    /// Applies this write alone; `false` if another process holds the order's lease.
     async fn apply_one(&self, pool: &PgPool) -> Result<bool, sqlx::Error> {
         let query = sqlx::query_scalar(SAVE_ONE)
             .bind(self.id)
@@ -325,14 +252,16 @@ impl BatchedWrite for ProgressRow {
         Ok(updated == 1)
     }
 
-    async fn apply_many(pool: &PgPool, rows: &[Self]) -> Result<Vec<Uuid>, sqlx::Error> {
-        let column = |f: fn(&Self) -> Option<&str>| rows.iter().map(f).collect::<Vec<_>>();
+    /// Binds `rows` as parameters 30 to 47 of [`SAGA_WRITES`].
+    fn bind_many<'q, O>(rows: &[&'q Self], query: Scalar<'q, O>) -> Scalar<'q, O> {
+        let column =
+            |f: fn(&'q Self) -> Option<&'q str>| rows.iter().map(|r| f(r)).collect::<Vec<_>>();
         let events = EventColumns::of(rows.iter().flat_map(|r| r.events.iter()));
         let event_orders: Vec<Uuid> = rows
             .iter()
             .flat_map(|r| r.events.iter().map(|_| r.id))
             .collect();
-        let query = sqlx::query_scalar(SAVE_PROGRESS)
+        let query = query
             .bind(rows.iter().map(|r| r.id).collect::<Vec<_>>())
             .bind(column(|r| Some(r.status)))
             .bind(column(|r| Some(r.step)))
@@ -344,7 +273,7 @@ impl BatchedWrite for ProgressRow {
             .bind(rows.iter().map(|r| r.updated_at).collect::<Vec<_>>())
             .bind(column(|r| Some(&r.lease_owner)))
             .bind(event_orders);
-        events.bind_to(query).fetch_all(pool).await
+        events.bind_to(query)
     }
 
     fn outcome(&self, applied: bool) -> Result<(), StoreError> {
@@ -352,6 +281,129 @@ impl BatchedWrite for ProgressRow {
             Ok(())
         } else {
             Err(StoreError::LeaseLost(self.id.into()))
+        }
+    }
+}
+
+/// Either write of the saga, so that both kinds share one statement: one round trip, one
+/// transaction and one WAL flush for every write queued meanwhile. Measured with the
+/// kinds apart (one statement of each in flight), the server's commits were the bound:
+/// a third statement in flight (settling saves apart) cost 8 % of the orders per second.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "moved once into the queue; a box would be one more allocation per write"
+)]
+pub(super) enum SagaWrite {
+    NewOrder(NewOrderRow),
+    Progress(ProgressRow),
+}
+
+/// New orders (parameters 1-29) and step saves (30-47) in one statement; either list
+/// may be empty. An order's saves never share a statement with its insert (the saga
+/// waits for each write), so the two parts touch different rows.
+///
+/// New orders: keys go in with `ON CONFLICT DO NOTHING`, and only the orders whose key
+/// went in (or that have none) follow, with their events: a taken key — by another
+/// transaction or by an earlier row of the same batch — leaves that one order out
+/// instead of failing the statement.
+///
+/// Saves: only rows whose lease is still held by the writer are updated, and only their
+/// events are logged (in the order given). The lease's end is left alone: the driver
+/// renews it while a step runs.
+///
+/// Returns the ids of the orders stored or updated.
+const SAGA_WRITES: &str = "\
+WITH v AS (
+  SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::numeric[],
+      $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[],
+      $14::int4[], $15::text[], $16::text[], $17::timestamptz[], $18::timestamptz[],
+      $19::timestamptz[], $20::text[], $21::text[], $22::timestamptz[], $23::timestamptz[],
+      $24::text[], $25::text[], $26::int4[], $27::int4[], $28::int8[], $29::text[])
+    WITH ORDINALITY AS v(id, user_id, currency, address, items, total, status, step,
+      reservation_id, payment_id, shipment_id, progress, failure, response_status,
+      response_body, lease_owner, lease_expires_at, created_at, updated_at, idem_key,
+      fingerprint, key_expires_at, event_at, event_step, event_outcome, event_attempt,
+      event_upstream_status, event_duration_ms, event_detail, n)
+), new_key AS (
+  INSERT INTO idempotency_keys (user_id, idem_key, fingerprint, order_id, created_at, expires_at)
+  SELECT user_id, idem_key, fingerprint, id, created_at, key_expires_at
+  FROM v WHERE idem_key IS NOT NULL ORDER BY n
+  ON CONFLICT DO NOTHING
+  RETURNING order_id
+), new_order AS (
+  INSERT INTO orders (id, user_id, currency, address, items, total, status, step,
+    reservation_id, payment_id, shipment_id, progress, failure, response_status,
+    response_body, lease_owner, lease_expires_at, created_at, updated_at)
+  SELECT id, user_id, currency, address::jsonb, items::jsonb, total, status, step,
+    reservation_id, payment_id, shipment_id, progress::jsonb, failure::jsonb, response_status,
+    response_body, lease_owner, lease_expires_at, created_at, updated_at
+  FROM v WHERE idem_key IS NULL OR id IN (SELECT order_id FROM new_key) ORDER BY n
+  RETURNING id
+), first_events AS (
+  INSERT INTO order_events (order_id, at, step, outcome, attempt, upstream_status, duration_ms, detail)
+  SELECT id, event_at, event_step, event_outcome, event_attempt, event_upstream_status,
+    event_duration_ms, event_detail
+  FROM v WHERE id IN (SELECT id FROM new_order) ORDER BY n
+), s AS (
+  SELECT * FROM unnest($30::uuid[], $31::text[], $32::text[], $33::text[], $34::text[],
+      $35::text[], $36::int4[], $37::text[], $38::timestamptz[], $39::text[])
+    AS s(id, status, step, reservation_id, progress, failure, response_status, response_body,
+      updated_at, lease_owner)
+), updated AS (
+  UPDATE orders o SET status = s.status, step = s.step, reservation_id = s.reservation_id,
+    progress = s.progress::jsonb, failure = s.failure::jsonb,
+    response_status = s.response_status, response_body = s.response_body,
+    updated_at = s.updated_at
+  FROM s WHERE o.id = s.id AND o.lease_owner = s.lease_owner
+  RETURNING o.id
+), step_events AS (
+  INSERT INTO order_events (order_id, at, step, outcome, attempt, upstream_status, duration_ms, detail)
+  SELECT e.order_id, e.at, e.step, e.outcome, e.attempt, e.upstream_status, e.duration_ms, e.detail
+  FROM unnest($40::uuid[], $41::timestamptz[], $42::text[], $43::text[], $44::int4[],
+      $45::int4[], $46::int8[], $47::text[])
+    WITH ORDINALITY AS e(order_id, at, step, outcome, attempt, upstream_status, duration_ms,
+      detail, n)
+  WHERE e.order_id IN (SELECT id FROM updated) ORDER BY e.n
+)
+SELECT id FROM new_order UNION ALL SELECT id FROM updated";
+
+impl BatchedWrite for SagaWrite {
+    /// As on SQLite, whose batches mix the two kinds too.
+    const NAME: &'static str = "any";
+
+    fn order_id(&self) -> Uuid {
+        match self {
+            Self::NewOrder(row) => row.id,
+            Self::Progress(row) => row.id,
+        }
+    }
+
+    async fn apply_one(&self, pool: &PgPool) -> Result<bool, sqlx::Error> {
+        match self {
+            Self::NewOrder(row) => row.apply_one(pool).await,
+            Self::Progress(row) => row.apply_one(pool).await,
+        }
+    }
+
+    async fn apply_many(pool: &PgPool, writes: &[Self]) -> Result<Vec<Uuid>, sqlx::Error> {
+        let mut new_orders = Vec::new();
+        let mut progress = Vec::new();
+        for write in writes {
+            match write {
+                Self::NewOrder(row) => new_orders.push(row),
+                Self::Progress(row) => progress.push(row),
+            }
+        }
+        let query = NewOrderRow::bind_many(&new_orders, sqlx::query_scalar(SAGA_WRITES));
+        ProgressRow::bind_many(&progress, query)
+            .fetch_all(pool)
+            .await
+    }
+
+    fn outcome(&self, applied: bool) -> Result<(), StoreError> {
+        match self {
+            Self::NewOrder(row) => row.outcome(applied),
+            Self::Progress(row) => row.outcome(applied),
         }
     }
 }

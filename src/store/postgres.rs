@@ -10,7 +10,7 @@ use sqlx::{Postgres, QueryBuilder, Row};
 use uuid::Uuid;
 
 use super::pg_batch::{BATCHES_IN_FLIGHT, Batcher};
-use super::pg_writes::{NewOrderRow, ProgressRow};
+use super::pg_writes::{NewOrderRow, ProgressRow, SagaWrite};
 use super::row::{OrderRow, stored_response};
 use super::{
     KeyRecord, Lease, NewEvent, NewKey, OrderEvent, OrderFilter, PoolStats, StoreError,
@@ -23,8 +23,9 @@ use crate::domain::when::Timestamp;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
-/// Connections of the batch pool: one per statement in flight, for each of the two
-/// batched writes (new orders, step saves).
+/// Connections of the batch pool: two per statement in flight. sqlx pings a connection
+/// when it comes back to the pool (a round trip); with a spare, the next batch need not
+/// wait for that.
 const BATCH_CONNECTIONS: u32 = 2 * BATCHES_IN_FLIGHT as u32;
 
 #[derive(Clone, Debug)]
@@ -33,8 +34,7 @@ pub struct PgStore {
     /// The batched writes' connections (`BATCH_CONNECTIONS`).
     batch_pool: PgPool,
     /// The saga's two writes go through group commit ([`super::pg_batch`]).
-    inserts: Batcher<NewOrderRow>,
-    saves: Batcher<ProgressRow>,
+    writes: Batcher<SagaWrite>,
 }
 
 const ORDER_COLUMNS: &str = "id, user_id, currency, address::text AS address, items::text AS items, \
@@ -83,8 +83,7 @@ impl PgStore {
             .connect_with(options.options([("plan_cache_mode", "force_custom_plan")]))
             .await?;
         Ok(Self {
-            inserts: Batcher::start(pool.clone(), batch_pool.clone()),
-            saves: Batcher::start(pool.clone(), batch_pool.clone()),
+            writes: Batcher::start(pool.clone(), batch_pool.clone()),
             pool,
             batch_pool,
         })
@@ -109,9 +108,8 @@ impl PgStore {
         event: &NewEvent,
         lease: &Lease,
     ) -> Result<(), StoreError> {
-        self.inserts
-            .write(NewOrderRow::of(order, key, event, lease))
-            .await
+        let row = NewOrderRow::of(order, key, event, lease);
+        self.writes.write(SagaWrite::NewOrder(row)).await
     }
 
     /// The new state and its events, in the next batched statement, only if
@@ -123,8 +121,8 @@ impl PgStore {
         events: &[NewEvent],
         lease: &Lease,
     ) -> Result<(), StoreError> {
-        self.saves
-            .write(ProgressRow::of(order, events, lease))
+        self.writes
+            .write(SagaWrite::Progress(ProgressRow::of(order, events, lease)))
             .await
     }
 
