@@ -227,6 +227,11 @@ impl Saga {
                     // instead of racing it (this step's save would be refused anyway).
                     return Err(SagaError(StoreError::LeaseLost(id)));
                 }
+                if step != SagaStep::CommitReservation {
+                    // The commit changes nothing the order shows, so the order (its
+                    // `updatedAt` too) stays as answered before it: GET shows the answer.
+                    order.updated_at = when::now();
+                }
                 if order.progress.step_unsent {
                     // An open breaker refused the call before it was sent: nothing happened.
                     // Rest until the breaker may let calls through, then go on (or, past
@@ -245,9 +250,6 @@ impl Saga {
                             pause.as_secs()
                         ),
                     ));
-                    if step != SagaStep::CommitReservation {
-                        order.updated_at = when::now();
-                    }
                     if order.status != OrderStatus::Pending && order.response.is_none() {
                         // The outcome is decided (only a compensation waits): answer it.
                         order.response = Some(self.inner.answer.answer(&order));
@@ -267,11 +269,6 @@ impl Saga {
                     return Ok(order);
                 }
                 let stops = self.stop_here(step, &mut order, &mut events);
-                if step != SagaStep::CommitReservation {
-                    // The commit changes nothing the order shows, so the order (its
-                    // `updatedAt` too) stays as answered before it: GET shows the answer.
-                    order.updated_at = when::now();
-                }
                 if (stops || order.answer_is_final()) && order.response.is_none() {
                     order.response = Some(self.inner.answer.answer(&order));
                     metrics::order_finished(order.status.as_str());

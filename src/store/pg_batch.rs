@@ -13,9 +13,9 @@ use std::collections::HashSet;
 use std::future::Future;
 use std::sync::Arc;
 
-use sqlx::PgPool;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use sqlx::PgPool;
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
@@ -123,9 +123,9 @@ async fn gather<W: BatchedWrite>(pools: Pools, mut jobs: mpsc::UnboundedReceiver
         while let Some(done) = running.try_join_next() {
             log_panic(done);
         }
+        let only_lone_writes_run = writes_in_flight.load(Ordering::Acquire) == running.len();
         let may_start = running.len() < BATCHES_IN_FLIGHT
-            || (running.len() == BATCHES_IN_FLIGHT
-                && writes_in_flight.load(Ordering::Acquire) == BATCHES_IN_FLIGHT);
+            || (running.len() == BATCHES_IN_FLIGHT && only_lone_writes_run);
         if !may_start {
             if let Some(done) = running.join_next().await {
                 log_panic(done);
