@@ -27,6 +27,8 @@ on_both_databases!(
     crash_after_the_answer_commits_the_reservation_and_keeps_the_answer,
     crash_after_unsaved_payment_and_shipment_makes_neither_again,
     crash_after_unsaved_payment_then_a_failing_charge_cancels_the_shipment_too,
+    crash_while_saving_the_reservation_undoes_a_payment_and_shipment_it_may_have_made,
+    crash_while_saving_the_reservation_makes_nothing_twice_where_reserves_replay,
     past_the_deadline_a_crashed_order_is_compensated,
     past_the_deadline_a_shipped_order_is_finished_not_undone,
     past_the_deadline_a_paid_unshipped_order_is_refunded,
@@ -354,6 +356,92 @@ async fn crash_after_unsaved_payment_then_a_failing_charge_cancels_the_shipment_
     assert!(shipments.shipments.is_empty(), "{:?}", shipments.shipments);
     assert_eq!(app.payments().await.payments[0].status, "refunded");
     assert_stock_released(&app).await;
+    app.stop().await;
+}
+
+/// A reservation is saved while the payment and shipment calls go on: a process that
+/// died before that save committed left the order at its reservation step, possibly paid
+/// and shipped. Where the reservation cannot be learnt, the order needs attention, and the
+/// payment and shipment are undone by their ids (not left charged and shipped).
+async fn crash_while_saving_the_reservation_undoes_a_payment_and_shipment_it_may_have_made(
+    backend: Backend,
+) {
+    let app = TestApp::spawn(backend).await;
+    let order = common::new_order(1);
+    reserve_in_sandbox(&app, &order).await;
+    charge_in_sandbox(&app, &order).await;
+    ship_in_sandbox(&app, &order).await;
+    leave_as_crashed(&app, &order).await;
+
+    assert_eq!(recover(&app).await.claimed, 1);
+    let body = order_json(&app, &order).await;
+    assert_eq!(body["status"], "needs_attention", "{body}");
+    assert_eq!(body["failure"]["step"], "inventory");
+    assert_eq!(app.payments().await.payments[0].status, "refunded");
+    let shipments = app.shipments().await;
+    assert_eq!(shipments.calls["DELETE /shipments/{id}"], 1);
+    assert!(shipments.shipments.is_empty(), "{:?}", shipments.shipments);
+    assert_eq!(
+        app.inventory().await.calls["POST /reserve"],
+        1,
+        "only the dead process's reserve"
+    );
+    app.stop().await;
+}
+
+/// The same crash where the inventory replays a reserve by its key: the run that resumes
+/// the order gets the same reservation, the same payment, finds the shipment, and
+/// completes the order with one of each.
+async fn crash_while_saving_the_reservation_makes_nothing_twice_where_reserves_replay(
+    backend: Backend,
+) {
+    let app = TestApp::spawn_with(
+        backend,
+        Options {
+            inventory_honors_idempotency_key: true,
+            ..Options::default()
+        },
+    )
+    .await;
+    app.fault(
+        "inventory",
+        json!({"endpoint": "POST /reserve", "honorIdempotencyKey": true}),
+    )
+    .await;
+    let order = common::new_order(1);
+    let items: Vec<Value> = order
+        .items
+        .iter()
+        .map(|i| json!({"sku": i.sku.as_str(), "qty": i.qty.get()}))
+        .collect();
+    let reserved = app
+        .client
+        .post(format!("{}/reserve", app.sandbox().inventory_url))
+        .header("Idempotency-Key", format!("{}:reserve", order.id))
+        .json(&json!({"orderId": order.id.to_string(), "items": items}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reserved.status(), 200);
+    charge_in_sandbox(&app, &order).await;
+    ship_in_sandbox(&app, &order).await;
+    leave_as_crashed(&app, &order).await;
+
+    assert_eq!(recover(&app).await.settled, 1);
+    let body = order_json(&app, &order).await;
+    assert_eq!(body["status"], "completed", "{body}");
+    let inventory = app.inventory().await;
+    assert_eq!(inventory.reservations.len(), 1, "the same reservation");
+    assert_eq!(inventory.stock["SKU-001"], 99);
+    let payments = app.payments().await;
+    assert_eq!(payments.payments.len(), 1, "the same payment");
+    assert_eq!(payments.payments[0].status, "completed");
+    let shipments = app.shipments().await;
+    assert_eq!(
+        shipments.calls["POST /shipments"], 1,
+        "only the dead process's: looked up, not posted again"
+    );
+    assert_eq!(shipments.shipments.len(), 1);
     app.stop().await;
 }
 

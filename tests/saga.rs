@@ -1,6 +1,6 @@
 //! The order saga end to end: success, each kind of downstream failure, and the
 //! compensations, checked against the sandbox's ledger. Every test runs on SQLite and on
-//! PostgreSQL.
+//! PostgreSQL, but the last one, which holds a save up inside PostgreSQL.
 
 #[macro_use]
 mod common;
@@ -656,4 +656,75 @@ async fn downstream_calls_carry_idempotency_key_and_request_id(backend: Backend)
     ];
     assert_eq!(seen, expected);
     app.stop().await;
+}
+
+/// The reservation's save overlaps the payment and shipment calls: with that save held
+/// up in the database (a trigger sleeps in it, PostgreSQL only), the payment and the
+/// shipment are made while the stored order still has no reservation; the answer comes
+/// once the save is through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn payment_and_shipment_do_not_wait_for_the_reservation_to_be_saved() {
+    let Some(backend) = Backend::postgres_or_skip(
+        "payment_and_shipment_do_not_wait_for_the_reservation_to_be_saved",
+    ) else {
+        return;
+    };
+    let app = TestApp::spawn(backend).await;
+    hold_reservation_saves(&app, 2.0).await;
+    let response = tokio::spawn({
+        let (client, url) = (app.client.clone(), format!("{}/orders", app.address));
+        async move { client.post(url).json(&order_body(1)).send().await.unwrap() }
+    });
+
+    let mut shipped = None;
+    for _ in 0..150 {
+        if let Some(shipment) = app.shipments().await.shipments.first() {
+            shipped = Some(shipment.order_id.clone());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let id = shipped.expect("no shipment within 1.5 s of the order");
+    let stored = app
+        .state
+        .saga
+        .store()
+        .find_order(id.parse().unwrap())
+        .await
+        .unwrap()
+        .expect("the order is stored before any call");
+    assert!(
+        stored.progress.reservation_id.is_none(),
+        "the reservation's save is still held: {:?}",
+        stored.progress
+    );
+    assert_eq!(app.payments().await.payments.len(), 1);
+
+    let (status, order) = json_of(response.await.unwrap()).await;
+    assert_eq!(status, 201, "{order}");
+    assert_eq!(order["status"], "completed");
+    assert!(order["reservationId"].is_string());
+    app.stop().await;
+}
+
+/// Makes every save that records an order's reservation sleep `seconds` in the database.
+async fn hold_reservation_saves(app: &TestApp, seconds: f64) {
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(&app.database_url)
+        .await
+        .expect("connect to the test schema");
+    sqlx::raw_sql(&format!(
+        "CREATE FUNCTION hold_reservation_saves() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+             IF NEW.reservation_id IS NOT NULL AND OLD.reservation_id IS NULL THEN
+                 PERFORM pg_sleep({seconds});
+             END IF;
+             RETURN NEW;
+         END $$;
+         CREATE TRIGGER hold_reservation_saves BEFORE UPDATE ON orders
+             FOR EACH ROW EXECUTE FUNCTION hold_reservation_saves();"
+    ))
+    .execute(&mut conn)
+    .await
+    .expect("create the trigger");
 }

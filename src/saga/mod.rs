@@ -1,7 +1,10 @@
 //! Drives an order through its saga: reserve -> pay -> ship -> commit, or backwards
-//! through the compensations. Every step's result is saved (with its events) before the
-//! next call, under a lease, so a run that stops — crash, lease expiry, a compensation that
-//! keeps failing — is resumed later by any process ([`recovery`]).
+//! through the compensations. Every step's result is saved (with its events) under a
+//! lease, so a run that stops — crash, lease expiry, a compensation that keeps failing —
+//! is resumed later by any process ([`recovery`]). A save precedes the next call, except
+//! where the calls after it can be found and undone without it (a payment saved with the
+//! shipment, a reservation saved while paying and shipping; see [`saved_with_next_step`]
+//! and [`saved_alongside_next_calls`]).
 
 mod commit;
 mod compensation;
@@ -194,6 +197,8 @@ impl Saga {
             let ctx = CallContext::new(order.id, request_id);
             let mut resumed = start == Start::Resumed;
             let mut pending_events = first_events;
+            // The reservation's save while the payment and shipment calls go on.
+            let mut saving: Option<SaveInFlight> = None;
             loop {
                 let step = order.progress.step;
                 if step == SagaStep::Done {
@@ -256,6 +261,7 @@ impl Saga {
                         metrics::order_finished(order.status.as_str());
                     }
                     pending_events.append(&mut events);
+                    SaveInFlight::finish(saving.take()).await?;
                     let lease = &self.inner.settings.lease;
                     self.inner
                         .store
@@ -280,6 +286,15 @@ impl Saga {
                     // stopped run may also have created the shipment.
                     continue;
                 }
+                // Saves of one order land in the order they were made.
+                SaveInFlight::finish(saving.take()).await?;
+                if !stops && saved_alongside_next_calls(step, &order) {
+                    saving = Some(self.save_in_background(&order, &pending_events));
+                    pending_events.clear();
+                    // `resumed` stays: if this run was resumed at the reservation, the
+                    // stopped run may also have paid and shipped.
+                    continue;
+                }
                 self.inner
                     .store
                     .save_progress(&order, &pending_events, &self.inner.settings.lease)
@@ -297,6 +312,7 @@ impl Saga {
                     let _ = answered.send(order.clone());
                 }
             }
+            SaveInFlight::finish(saving).await?;
             if !order.is_settled() {
                 self.postpone(&order).await?;
             }
@@ -304,6 +320,20 @@ impl Saga {
         }
         .instrument(span)
         .await
+    }
+
+    /// Starts saving the order as it is now in its own task, so the saga's next calls need
+    /// not wait for the commit (see [`saved_alongside_next_calls`]).
+    fn save_in_background(&self, order: &Order, events: &[NewEvent]) -> SaveInFlight {
+        let store = self.inner.store.clone();
+        let lease = self.inner.settings.lease.clone();
+        let (order, events) = (order.clone(), events.to_vec());
+        SaveInFlight(
+            self.inner.tasks.spawn(
+                async move { store.save_progress(&order, &events, &lease).await }
+                    .instrument(tracing::Span::current()),
+            ),
+        )
     }
 
     /// Runs a step while renewing the order's lease every third of its time-to-live, so a
@@ -410,6 +440,33 @@ impl Saga {
 /// saved at once: the inventory service cannot be asked for it later.
 fn saved_with_next_step(done: SagaStep, order: &Order) -> bool {
     done == SagaStep::Pay && order.progress.step == SagaStep::Ship
+}
+
+/// Whether the result of step `done` is saved while the next calls are made: a
+/// reservation. Its id must become durable (the inventory service cannot be asked for it
+/// later), but nothing after it depends on the save: the payment and the shipment have
+/// ids chosen with the order, so a run resumed at the reservation can find and undo them.
+/// The commit then overlaps the payment and shipment calls instead of preceding them —
+/// one commit fewer on the path to the answer; the next save waits for it.
+fn saved_alongside_next_calls(done: SagaStep, order: &Order) -> bool {
+    done == SagaStep::Reserve && order.progress.step == SagaStep::Pay
+}
+
+/// A save running in its own task (see [`Saga::save_in_background`]).
+struct SaveInFlight(JoinHandle<Result<(), StoreError>>);
+
+impl SaveInFlight {
+    /// Waits for the save, if one runs, and passes on its failure.
+    async fn finish(saving: Option<Self>) -> Result<(), SagaError> {
+        let Some(Self(task)) = saving else {
+            return Ok(());
+        };
+        match task.await {
+            Ok(saved) => Ok(saved?),
+            Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+            Err(_) => Err(SagaError(StoreError::Interrupted)),
+        }
+    }
 }
 
 /// A call an open circuit breaker refused was never sent, so it is no reason to fail the

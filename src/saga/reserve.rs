@@ -1,5 +1,10 @@
 //! Step 1: reserve the stock. The real inventory service is not idempotent, so a reserve
 //! whose answer was lost is never repeated blindly: it would take the stock twice.
+//!
+//! A reservation is saved while the payment and shipment calls already go on, so a run
+//! resumed at this step (`resumed`) must reckon with a payment and a shipment the stopped
+//! run may have made: if it has to undo the order, it refunds and cancels them too (both
+//! by the ids chosen with the order; unknown ids are a harmless `404`).
 
 use super::{Saga, events, failure_of, paused_by_breaker};
 use crate::domain::order::{Failure, FailureKind, Order, Step};
@@ -29,7 +34,7 @@ pub(super) async fn run(
         };
         let event = events::decision("reserve", "unknown", failure.detail.clone());
         metrics::reservation_outcome_unknown();
-        order.fail(failure, Effect::Unknown);
+        fail_maybe_paid(order, failure, Effect::Unknown, resumed);
         return vec![event];
     }
     let inventory = &saga.downstream().inventory;
@@ -60,8 +65,19 @@ pub(super) async fn run(
                 "failed"
             };
             let events = events::of_attempts("reserve", &out, outcome);
-            order.fail(failure_of(Step::Inventory, error), effect);
+            fail_maybe_paid(order, failure_of(Step::Inventory, error), effect, resumed);
             events
         }
     }
+}
+
+/// Fails the order at its reservation. When the run was resumed here, the stopped run
+/// may have gone on to pay and ship while the reservation was being saved: both are then
+/// undone with the rest.
+fn fail_maybe_paid(order: &mut Order, failure: Failure, reservation: Effect, resumed: bool) {
+    if resumed {
+        order.progress.payment = Effect::Unknown;
+        order.progress.shipment = Effect::Unknown;
+    }
+    order.fail(failure, reservation);
 }

@@ -48,6 +48,9 @@ pub enum StoreError {
     Batch(std::sync::Arc<sqlx::Error>),
     #[error(transparent)]
     Sqlite(#[from] rusqlite::Error),
+    /// A save running in its own task was cancelled (the runtime shut down under it).
+    #[error("a save was cancelled before it finished")]
+    Interrupted,
     #[error(transparent)]
     Migrate(#[from] sqlx::migrate::MigrateError),
 }
