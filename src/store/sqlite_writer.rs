@@ -39,7 +39,12 @@ const CHECKPOINT_EVERY: Duration = Duration::from_millis(5);
 const WRITER_CHECKPOINT_PAGES: i64 = 16_000;
 /// The WAL file is cut back to this size when it starts over after having grown past
 /// it (a long read can hold the checkpoints back), so a burst does not leave it big.
-const WAL_SIZE_LIMIT_BYTES: i64 = 64 * 1024 * 1024;
+/// 5 % above the WAL's size when the writer checkpoints (the commit that crosses
+/// [`WRITER_CHECKPOINT_PAGES`] adds its own frames), so the normal cycle never cuts it.
+const WAL_SIZE_LIMIT_BYTES: i64 = WRITER_CHECKPOINT_PAGES * WAL_FRAME_BYTES * 21 / 20;
+/// One WAL frame: a 24-byte header and a page of SQLite's default size, which the
+/// database keeps (nothing sets `page_size`).
+const WAL_FRAME_BYTES: i64 = 24 + 4096;
 
 /// A queued write: applied once, or twice when its batch has to be run again, and then
 /// settled once.
