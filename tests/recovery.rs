@@ -60,7 +60,8 @@ async fn leave_as_crashed(app: &TestApp, order: &Order) {
         .unwrap();
 }
 
-/// Reserves the order's items in the sandbox, as the dead process did.
+/// Reserves the order's items in the sandbox, as the dead process did (with the key it
+/// sends, which an inventory that replays by key remembers).
 async fn reserve_in_sandbox(app: &TestApp, order: &Order) -> ReservationId {
     let items: Vec<Value> = order
         .items
@@ -70,6 +71,7 @@ async fn reserve_in_sandbox(app: &TestApp, order: &Order) -> ReservationId {
     let answer: Value = app
         .client
         .post(format!("{}/reserve", app.sandbox().inventory_url))
+        .header("Idempotency-Key", format!("{}:reserve", order.id))
         .json(&json!({"orderId": order.id.to_string(), "items": items}))
         .send()
         .await
@@ -202,7 +204,9 @@ async fn crash_during_reserve_needs_attention(backend: Backend) {
     app.stop().await;
 }
 
-async fn crash_during_reserve_is_retried_where_reserves_replay(backend: Backend) {
+/// A service told that its inventory replays a reserve by `Idempotency-Key`, with a
+/// sandbox inventory that does.
+async fn spawn_where_reserves_replay(backend: Backend) -> TestApp {
     let app = TestApp::spawn_with(
         backend,
         Options {
@@ -216,6 +220,11 @@ async fn crash_during_reserve_is_retried_where_reserves_replay(backend: Backend)
         json!({"endpoint": "POST /reserve", "honorIdempotencyKey": true}),
     )
     .await;
+    app
+}
+
+async fn crash_during_reserve_is_retried_where_reserves_replay(backend: Backend) {
+    let app = spawn_where_reserves_replay(backend).await;
     let order = common::new_order(1);
     leave_as_crashed(&app, &order).await;
     assert_eq!(recover(&app).await.settled, 1);
@@ -296,6 +305,20 @@ async fn crash_after_the_answer_commits_the_reservation_and_keeps_the_answer(bac
     app.stop().await;
 }
 
+/// The dead process's payment is the only one, and taken; its shipment is the only
+/// one, found by lookup, not posted again.
+async fn assert_paid_and_shipped_once(app: &TestApp) {
+    let payments = app.payments().await;
+    assert_eq!(payments.payments.len(), 1, "the same payment");
+    assert_eq!(payments.payments[0].status, "completed");
+    let shipments = app.shipments().await;
+    assert_eq!(
+        shipments.calls["POST /shipments"], 1,
+        "only the dead process's: looked up, not posted again"
+    );
+    assert_eq!(shipments.shipments.len(), 1);
+}
+
 /// An order whose process reserved (and saved that), then paid and shipped, and died
 /// before saving either: it is left at its payment step.
 async fn crashed_after_unsaved_payment_and_shipment(backend: Backend) -> (TestApp, Order) {
@@ -318,15 +341,7 @@ async fn crash_after_unsaved_payment_and_shipment_makes_neither_again(backend: B
     assert_eq!(recover(&app).await.settled, 1);
     let body = order_json(&app, &order).await;
     assert_eq!(body["status"], "completed", "{body}");
-    let payments = app.payments().await;
-    assert_eq!(payments.payments.len(), 1, "the same payment");
-    assert_eq!(payments.payments[0].status, "completed");
-    let shipments = app.shipments().await;
-    assert_eq!(
-        shipments.calls["POST /shipments"], 1,
-        "only the dead process's: looked up, not posted again"
-    );
-    assert_eq!(shipments.shipments.len(), 1);
+    assert_paid_and_shipped_once(&app).await;
     assert_eq!(
         app.inventory().await.reservations[0].status,
         ReservationStatus::Committed
@@ -359,6 +374,18 @@ async fn crash_after_unsaved_payment_then_a_failing_charge_cancels_the_shipment_
     app.stop().await;
 }
 
+/// An order whose process reserved, paid and shipped, and died before the save of its
+/// reservation (which runs while paying and shipping) committed: it is left at its
+/// reservation step.
+async fn crashed_while_saving_the_reservation(app: &TestApp) -> Order {
+    let order = common::new_order(1);
+    reserve_in_sandbox(app, &order).await;
+    charge_in_sandbox(app, &order).await;
+    ship_in_sandbox(app, &order).await;
+    leave_as_crashed(app, &order).await;
+    order
+}
+
 /// A reservation is saved while the payment and shipment calls go on: a process that
 /// died before that save committed left the order at its reservation step, possibly paid
 /// and shipped. Where the reservation cannot be learnt, the order needs attention, and the
@@ -367,11 +394,7 @@ async fn crash_while_saving_the_reservation_undoes_a_payment_and_shipment_it_may
     backend: Backend,
 ) {
     let app = TestApp::spawn(backend).await;
-    let order = common::new_order(1);
-    reserve_in_sandbox(&app, &order).await;
-    charge_in_sandbox(&app, &order).await;
-    ship_in_sandbox(&app, &order).await;
-    leave_as_crashed(&app, &order).await;
+    let order = crashed_while_saving_the_reservation(&app).await;
 
     assert_eq!(recover(&app).await.claimed, 1);
     let body = order_json(&app, &order).await;
@@ -395,37 +418,8 @@ async fn crash_while_saving_the_reservation_undoes_a_payment_and_shipment_it_may
 async fn crash_while_saving_the_reservation_makes_nothing_twice_where_reserves_replay(
     backend: Backend,
 ) {
-    let app = TestApp::spawn_with(
-        backend,
-        Options {
-            inventory_honors_idempotency_key: true,
-            ..Options::default()
-        },
-    )
-    .await;
-    app.fault(
-        "inventory",
-        json!({"endpoint": "POST /reserve", "honorIdempotencyKey": true}),
-    )
-    .await;
-    let order = common::new_order(1);
-    let items: Vec<Value> = order
-        .items
-        .iter()
-        .map(|i| json!({"sku": i.sku.as_str(), "qty": i.qty.get()}))
-        .collect();
-    let reserved = app
-        .client
-        .post(format!("{}/reserve", app.sandbox().inventory_url))
-        .header("Idempotency-Key", format!("{}:reserve", order.id))
-        .json(&json!({"orderId": order.id.to_string(), "items": items}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(reserved.status(), 200);
-    charge_in_sandbox(&app, &order).await;
-    ship_in_sandbox(&app, &order).await;
-    leave_as_crashed(&app, &order).await;
+    let app = spawn_where_reserves_replay(backend).await;
+    let order = crashed_while_saving_the_reservation(&app).await;
 
     assert_eq!(recover(&app).await.settled, 1);
     let body = order_json(&app, &order).await;
@@ -433,15 +427,7 @@ async fn crash_while_saving_the_reservation_makes_nothing_twice_where_reserves_r
     let inventory = app.inventory().await;
     assert_eq!(inventory.reservations.len(), 1, "the same reservation");
     assert_eq!(inventory.stock["SKU-001"], 99);
-    let payments = app.payments().await;
-    assert_eq!(payments.payments.len(), 1, "the same payment");
-    assert_eq!(payments.payments[0].status, "completed");
-    let shipments = app.shipments().await;
-    assert_eq!(
-        shipments.calls["POST /shipments"], 1,
-        "only the dead process's: looked up, not posted again"
-    );
-    assert_eq!(shipments.shipments.len(), 1);
+    assert_paid_and_shipped_once(&app).await;
     app.stop().await;
 }
 
