@@ -3,8 +3,8 @@
 //! lease, so a run that stops — crash, lease expiry, a compensation that keeps failing —
 //! is resumed later by any process ([`recovery`]). A save precedes the next call, except
 //! where the calls after it can be found and undone without it (a payment saved with the
-//! shipment, a reservation saved while paying and shipping; see [`saved_with_next_step`]
-//! and [`saved_alongside_next_calls`]).
+//! shipment, a reservation saved while paying and shipping, or with the shipment where
+//! reserves replay by key; see [`saved_with_next_step`] and [`saved_alongside_next_calls`]).
 
 mod commit;
 mod compensation;
@@ -53,7 +53,8 @@ pub struct SagaSettings {
     pub retry: RetryPolicy,
     pub lease: Lease,
     /// The inventory service replays `POST /reserve` by `Idempotency-Key` (the sandbox can;
-    /// the real one does not), which makes repeating a reserve with a lost answer safe.
+    /// the real one does not), which makes repeating a reserve with a lost answer safe,
+    /// and lets the reservation be saved with the shipment (one durable write less).
     pub inventory_honors_idempotency_key: bool,
     /// Past `created_at + deadline` an unfinished order is compensated, not driven on.
     pub order_deadline: Duration,
@@ -281,9 +282,10 @@ impl Saga {
                     tracing::info!(status = %order.status, step = order.progress.step.as_str(), "order finished");
                 }
                 pending_events.append(&mut events);
-                if !stops && saved_with_next_step(step, &order) {
-                    // `resumed` stays: if this run was resumed at the payment, the
-                    // stopped run may also have created the shipment.
+                let reserves_replay = self.inner.settings.inventory_honors_idempotency_key;
+                if !stops && saved_with_next_step(step, &order, reserves_replay) {
+                    // `resumed` stays: if this run was resumed at the payment (or the
+                    // reservation), the stopped run may also have made the next calls.
                     continue;
                 }
                 // Saves of one order land in the order they were made.
@@ -430,16 +432,23 @@ impl Saga {
     }
 }
 
-/// Whether the result of step `done` is saved only with the next step's: a payment taken.
-/// Four durable writes per order instead of five (the order with its key, the
-/// reservation, the shipment, the settled order), and nothing is lost by it: a run that
-/// stops before the next save leaves the order at its payment step; the run that resumes
-/// it charges again with the same payment id, which the payment service answers with the
-/// first charge's record, and treats the shipment as possibly created (looks it up before
-/// creating it, cancels it too if it has to undo the order). The reservation's result is
-/// saved at once: the inventory service cannot be asked for it later.
-fn saved_with_next_step(done: SagaStep, order: &Order) -> bool {
-    done == SagaStep::Pay && order.progress.step == SagaStep::Ship
+/// Whether the result of step `done` is saved only with the next step's: a payment taken,
+/// and a reservation where the inventory service replays a reserve by its key
+/// (`reserves_replay`). Four durable writes per order instead of five (the order with its
+/// key, the reservation, the shipment, the settled order), three where reserves replay,
+/// and nothing is lost by it: a run that stops before the next save leaves the order at
+/// its payment (or reservation) step; the run that resumes it reserves again with the
+/// same key and charges again with the same payment id, which those services answer with
+/// the first call's result, and treats the shipment as possibly created (looks it up
+/// before creating it, cancels it too if it has to undo the order). Elsewhere the
+/// reservation's result is saved before the shipment (see [`saved_alongside_next_calls`]):
+/// the inventory service cannot be asked for it later.
+fn saved_with_next_step(done: SagaStep, order: &Order, reserves_replay: bool) -> bool {
+    match (done, order.progress.step) {
+        (SagaStep::Pay, SagaStep::Ship) => true,
+        (SagaStep::Reserve, SagaStep::Pay) => reserves_replay,
+        _ => false,
+    }
 }
 
 /// Whether the result of step `done` is saved while the next calls are made: a
