@@ -95,6 +95,14 @@ pub struct Args {
     /// `DATABASE_MAX_CONNECTIONS=32`.
     #[arg(long = "service-env", value_name = "NAME=VALUE", value_parser = parse_env)]
     pub service_env: Vec<(String, String)>,
+
+    /// Run the sandbox's inventory in its replay-by-`Idempotency-Key` mode and tell the
+    /// service so (`INVENTORY_HONORS_IDEMPOTENCY_KEY=true`), as for a platform whose
+    /// inventory replays reserves: the service then saves the reservation with the
+    /// shipment (three durable writes per order instead of four). Off by default, as in
+    /// the service.
+    #[arg(long)]
+    pub reserves_replay: bool,
 }
 
 impl Args {

@@ -111,6 +111,7 @@ async fn measure(args: &Args) -> anyhow::Result<Results> {
             std::time::Duration::from_secs(1)
         },
         service_env: args.service_env.clone(),
+        reserves_replay: args.reserves_replay,
     };
     if plan.create_concurrency.contains(&0) || plan.reference_concurrency == 0 {
         bail!("concurrencies must be at least 1");

@@ -87,6 +87,15 @@ pub fn render(results: &Results) -> String {
         out,
         "- **Service settings:** the defaults (e.g. `DATABASE_MAX_CONNECTIONS=16`), with {env}."
     );
+    if plan.reserves_replay {
+        let _ = writeln!(
+            out,
+            "- **Reserves replayed** (`--reserves-replay`): the sandbox's inventory replays \
+             `POST /reserve` by `Idempotency-Key` and the service runs with \
+             `INVENTORY_HONORS_IDEMPOTENCY_KEY=true`, so it saves the reservation with the \
+             shipment (three durable writes per order instead of four)."
+        );
+    }
     if let Some(chart) = &results.chart {
         let _ = writeln!(
             out,

@@ -33,6 +33,9 @@ pub struct Plan {
     pub pause: Duration,
     /// Environment of `order-service serve` on top of the benchmark's own.
     pub service_env: Vec<(String, String)>,
+    /// The sandbox's inventory replays reserves by key, and the service is told so.
+    #[serde(default)]
+    pub reserves_replay: bool,
 }
 
 impl Plan {
@@ -179,6 +182,13 @@ pub async fn run(
             ("SHIPPING_URL".to_owned(), url(base + 3)),
         ];
         env.extend(quiet.iter().cloned());
+        if plan.reserves_replay {
+            replay_reserves(&client, &url(base + 2)).await?;
+            env.push((
+                "INVENTORY_HONORS_IDEMPOTENCY_KEY".to_owned(),
+                "true".to_owned(),
+            ));
+        }
         env.extend(plan.service_env.iter().cloned());
         let mut service = Process::start("order-service", binary, &["serve".into()], &env, dir)?;
         let result = measure_service(&client, &url(base), &mut service, &sandbox, plan).await;
@@ -195,6 +205,19 @@ pub async fn run(
     .await;
     sandbox.stop(Duration::from_secs(10)).await.ok();
     result
+}
+
+/// Switches the sandbox inventory at `inventory` to replaying `POST /reserve` by its
+/// `Idempotency-Key`.
+async fn replay_reserves(client: &reqwest::Client, inventory: &str) -> anyhow::Result<()> {
+    client
+        .post(format!("{inventory}/_sandbox/faults"))
+        .json(&serde_json::json!({"endpoint": "POST /reserve", "honorIdempotencyKey": true}))
+        .send()
+        .await?
+        .error_for_status()
+        .context("telling the sandbox's inventory to replay reserves by key")?;
+    Ok(())
 }
 
 async fn measure_service(
