@@ -199,6 +199,10 @@ async fn crash_during_reserve_needs_attention(backend: Backend) {
         0,
         "a reserve that may have been sent is not sent again"
     );
+    // The payment and shipment it may have made are undone by id: there were none.
+    let steps = common::timeline_steps(&app, &order.id.to_string()).await;
+    assert!(has(&steps, "refund_payment", "not_found"), "{steps:?}");
+    assert!(has(&steps, "cancel_shipment", "not_found"), "{steps:?}");
     let metrics = app.metrics_text().await;
     assert!(metrics.contains("reservation_outcome_unknown_total"));
     app.stop().await;
@@ -409,6 +413,9 @@ async fn crash_while_saving_the_reservation_undoes_a_payment_and_shipment_it_may
         1,
         "only the dead process's reserve"
     );
+    let steps = common::timeline_steps(&app, &order.id.to_string()).await;
+    assert!(has(&steps, "refund_payment", "refunded"), "{steps:?}");
+    assert!(has(&steps, "cancel_shipment", "cancelled"), "{steps:?}");
     app.stop().await;
 }
 

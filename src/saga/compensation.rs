@@ -71,7 +71,13 @@ async fn cancel_shipment(saga: &Saga, order: &Order, ctx: &CallContext) -> Outco
         |_| shipping.cancel(&order.shipment_id, ctx),
     )
     .await;
-    outcome("cancel_shipment", &out, "cancelled", None)
+    // A shipment that was never created (a 404) is logged as such, not as cancelled.
+    let done = if matches!(out.result, Ok(false)) {
+        "not_found"
+    } else {
+        "cancelled"
+    };
+    outcome("cancel_shipment", &out, done, None)
 }
 
 async fn refund(saga: &Saga, order: &Order, ctx: &CallContext) -> Outcome {
@@ -88,7 +94,13 @@ async fn refund(saga: &Saga, order: &Order, ctx: &CallContext) -> Outcome {
         }
         _ => None,
     };
-    outcome("refund_payment", &out, "refunded", refused)
+    // A payment that was never taken (a 404) is logged as such, not as refunded.
+    let done = if matches!(out.result, Ok(RefundOutcome::NoSuchPayment)) {
+        "not_found"
+    } else {
+        "refunded"
+    };
+    outcome("refund_payment", &out, done, refused)
 }
 
 async fn release(saga: &Saga, order: &Order, ctx: &CallContext) -> Outcome {
