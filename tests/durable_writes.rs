@@ -5,7 +5,7 @@
 #[macro_use]
 mod common;
 
-use common::{Backend, Options, TestApp, json_of, order_body};
+use common::{Backend, TestApp, json_of, order_body};
 
 on_both_databases!(a_completed_order_takes_four_durable_writes_or_three_where_reserves_replay);
 
@@ -35,19 +35,7 @@ async fn a_completed_order_takes_four_durable_writes_or_three_where_reserves_rep
     assert_eq!(writes_of_one_order(&app, &backend).await, 4.0);
     app.stop().await;
 
-    let app = TestApp::spawn_with(
-        backend.clone(),
-        Options {
-            inventory_honors_idempotency_key: true,
-            ..Options::default()
-        },
-    )
-    .await;
-    app.fault(
-        "inventory",
-        serde_json::json!({"endpoint": "POST /reserve", "honorIdempotencyKey": true}),
-    )
-    .await;
+    let app = TestApp::spawn_where_reserves_replay(backend.clone()).await;
     assert_eq!(writes_of_one_order(&app, &backend).await, 3.0);
     app.stop().await;
 }

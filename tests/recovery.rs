@@ -208,27 +208,8 @@ async fn crash_during_reserve_needs_attention(backend: Backend) {
     app.stop().await;
 }
 
-/// A service told that its inventory replays a reserve by `Idempotency-Key`, with a
-/// sandbox inventory that does.
-async fn spawn_where_reserves_replay(backend: Backend) -> TestApp {
-    let app = TestApp::spawn_with(
-        backend,
-        Options {
-            inventory_honors_idempotency_key: true,
-            ..Options::default()
-        },
-    )
-    .await;
-    app.fault(
-        "inventory",
-        json!({"endpoint": "POST /reserve", "honorIdempotencyKey": true}),
-    )
-    .await;
-    app
-}
-
 async fn crash_during_reserve_is_retried_where_reserves_replay(backend: Backend) {
-    let app = spawn_where_reserves_replay(backend).await;
+    let app = TestApp::spawn_where_reserves_replay(backend).await;
     let order = common::new_order(1);
     leave_as_crashed(&app, &order).await;
     assert_eq!(recover(&app).await.settled, 1);
@@ -425,7 +406,7 @@ async fn crash_while_saving_the_reservation_undoes_a_payment_and_shipment_it_may
 async fn crash_while_saving_the_reservation_makes_nothing_twice_where_reserves_replay(
     backend: Backend,
 ) {
-    let app = spawn_where_reserves_replay(backend).await;
+    let app = TestApp::spawn_where_reserves_replay(backend).await;
     let order = crashed_while_saving_the_reservation(&app).await;
 
     assert_eq!(recover(&app).await.settled, 1);

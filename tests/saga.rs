@@ -436,19 +436,12 @@ async fn lost_reserve_answer_is_not_repeated(backend: Backend) {
 }
 
 async fn lost_reserve_answer_is_repeated_when_inventory_honours_keys(backend: Backend) {
-    let app = TestApp::spawn_with(
-        backend,
-        Options {
-            inventory_honors_idempotency_key: true,
-            ..Options::default()
-        },
-    )
-    .await;
+    let app = TestApp::spawn_where_reserves_replay(backend).await;
     // The first reserve takes effect and its answer is lost; the retry carries the same
     // Idempotency-Key and gets the first reservation back.
     app.fault(
         "inventory",
-        json!({"endpoint": "POST /reserve", "dropResponseRate": 1.0, "honorIdempotencyKey": true}),
+        json!({"endpoint": "POST /reserve", "dropResponseRate": 1.0}),
     )
     .await;
     let (status, order) = json_of(app.post_order(&order_body(1), None).await).await;

@@ -139,6 +139,25 @@ impl TestApp {
         Self::spawn_with(backend, Options::default()).await
     }
 
+    /// A service told that its inventory replays a reserve by `Idempotency-Key`
+    /// (`INVENTORY_HONORS_IDEMPOTENCY_KEY=true`), with a sandbox inventory that does.
+    pub async fn spawn_where_reserves_replay(backend: Backend) -> Self {
+        let app = Self::spawn_with(
+            backend,
+            Options {
+                inventory_honors_idempotency_key: true,
+                ..Options::default()
+            },
+        )
+        .await;
+        app.fault(
+            "inventory",
+            json!({"endpoint": "POST /reserve", "honorIdempotencyKey": true}),
+        )
+        .await;
+        app
+    }
+
     pub async fn spawn_with(backend: Backend, options: Options) -> Self {
         init_telemetry();
         let dir = tempfile::tempdir().expect("temp dir");
