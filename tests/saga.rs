@@ -27,6 +27,7 @@ on_both_databases!(
     lost_shipment_answer_is_found_by_lookup_not_created_twice,
     lost_reserve_answer_is_not_repeated,
     lost_reserve_answer_is_repeated_when_inventory_honours_keys,
+    lost_reserve_answer_then_refusals_leave_the_reservation_unknown,
     debug_mode_turns_retries_off,
     retry_after_of_429_is_honoured,
     money_is_exact_from_request_to_payment,
@@ -454,6 +455,31 @@ async fn lost_reserve_answer_is_repeated_when_inventory_honours_keys(backend: Ba
         "one reservation for three tries"
     );
     assert_eq!(inventory.stock["SKU-001"], 99, "stock taken once");
+    app.stop().await;
+}
+
+/// Where reserves replay, a reserve whose answer was lost is tried again; if the next
+/// tries are refused before the inventory looks at them (`503`), nothing says whether the
+/// first took the stock: the order needs attention (found by chaos: it was cancelled
+/// with the stock still held). Seed 16 draws: processed and answer dropped, 503, 503.
+async fn lost_reserve_answer_then_refusals_leave_the_reservation_unknown(backend: Backend) {
+    let app = TestApp::spawn_where_reserves_replay(backend).await;
+    app.fault(
+        "inventory",
+        json!({"endpoint": "POST /reserve", "dropResponseRate": 0.5, "errorRate": 0.5, "seed": 16}),
+    )
+    .await;
+    let (status, order) = json_of(app.post_order(&order_body(1), None).await).await;
+    let inventory = app.inventory().await;
+    assert_eq!(inventory.calls["POST /reserve"], 3, "{order}");
+    assert_eq!(
+        inventory.reservations.len(),
+        1,
+        "the first try took the stock"
+    );
+    assert_eq!(status, 502, "{order}");
+    assert_eq!(order["status"], "needs_attention", "{order}");
+    assert_eq!(order["failure"]["step"], "inventory");
     app.stop().await;
 }
 

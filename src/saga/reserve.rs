@@ -54,7 +54,10 @@ pub(super) async fn run(
             events::of_attempts("reserve", &out, "not_sent")
         }
         Err(error) => {
-            let effect = if error.outcome_unknown() {
+            // Any try, not just the last: where reserves replay, a try whose answer was
+            // lost is followed by more, and a refusal of those (a 503 before the inventory
+            // looked at them) says nothing of whether the lost one took the stock.
+            let effect = if out.any_outcome_unknown() {
                 Effect::Unknown
             } else {
                 Effect::None
