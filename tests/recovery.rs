@@ -22,6 +22,7 @@ on_both_databases!(
     crash_after_reserve_is_finished_by_recovery,
     crash_during_reserve_needs_attention,
     crash_during_reserve_is_retried_where_reserves_replay,
+    crash_during_reserve_then_refused_replays_needs_attention,
     crash_after_payment_taken_repeats_the_same_payment,
     crash_after_shipment_created_finds_it_instead_of_posting_again,
     crash_after_the_answer_commits_the_reservation_and_keeps_the_answer,
@@ -215,6 +216,30 @@ async fn crash_during_reserve_is_retried_where_reserves_replay(backend: Backend)
     assert_eq!(recover(&app).await.settled, 1);
     assert_eq!(order_json(&app, &order).await["status"], "completed");
     assert_eq!(app.inventory().await.reservations.len(), 1);
+    app.stop().await;
+}
+
+/// Where reserves replay, the run that resumes an order left at its reservation sends
+/// the reserve again; if the inventory refuses every try (`503`, before it looks at the
+/// key), nothing says whether the dead process's reserve took the stock: the order needs
+/// attention instead of being cancelled with the stock held.
+async fn crash_during_reserve_then_refused_replays_needs_attention(backend: Backend) {
+    let app = TestApp::spawn_where_reserves_replay(backend).await;
+    let order = common::new_order(1);
+    reserve_in_sandbox(&app, &order).await;
+    leave_as_crashed(&app, &order).await;
+    app.fault(
+        "inventory",
+        json!({"endpoint": "POST /reserve", "errorRate": 1.0}),
+    )
+    .await;
+
+    assert_eq!(recover(&app).await.claimed, 1);
+    let body = order_json(&app, &order).await;
+    assert_eq!(body["status"], "needs_attention", "{body}");
+    assert_eq!(body["failure"]["step"], "inventory");
+    let steps = common::timeline_steps(&app, &order.id.to_string()).await;
+    assert!(has(&steps, "reserve", "unknown"), "{steps:?}");
     app.stop().await;
 }
 

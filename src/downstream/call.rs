@@ -101,6 +101,12 @@ impl CallError {
         }
     }
 
+    /// Whether the service answered that it will not do it (a `4xx` other than `429`):
+    /// the request was looked at and took no effect.
+    pub fn is_rejection(&self) -> bool {
+        matches!(self, Self::Status { status, .. } if *status < 500 && *status != 429)
+    }
+
     /// Whether the request certainly had no effect (it was never sent, or refused).
     pub fn not_sent(&self) -> bool {
         matches!(self, Self::Unreachable { .. } | Self::CircuitOpen { .. })

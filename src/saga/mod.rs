@@ -492,7 +492,7 @@ fn paused_by_breaker(order: &mut Order, error: &CallError) -> bool {
 fn failure_of(step: Step, error: &CallError) -> Failure {
     let service = step.as_str();
     let (kind, detail) = match error {
-        CallError::Status { status, detail, .. } if *status < 500 && *status != 429 => {
+        CallError::Status { detail, .. } if error.is_rejection() => {
             (FailureKind::Rejected, detail.clone())
         }
         // The old service said "Shipping failed: <detail>" for any shipping error; the

@@ -9,9 +9,9 @@
 use super::{Saga, events, failure_of, paused_by_breaker};
 use crate::domain::order::{Failure, FailureKind, Order, Step};
 use crate::domain::progress::Effect;
+use crate::downstream::CallContext;
 use crate::downstream::payment::PaymentRecord;
 use crate::downstream::retry::retry;
-use crate::downstream::{CallContext, CallError};
 use crate::store::NewEvent;
 
 pub(super) async fn run(
@@ -47,10 +47,9 @@ pub(super) async fn run(
             // Only answers that prove nothing was stored rule a charge out; anything else is
             // refunded (a refund of an unknown payment id is a harmless 404).
             let no_charge = out.attempts.iter().all(|a| {
-                a.error.as_ref().is_some_and(|e| match e {
-                    CallError::Status { status, .. } => *status < 500 && *status != 429,
-                    other => other.not_sent(),
-                })
+                a.error
+                    .as_ref()
+                    .is_some_and(|e| e.is_rejection() || e.not_sent())
             });
             // A stopped run's charge is ruled out by nothing we saw.
             let effect = if no_charge && !resumed {

@@ -56,8 +56,11 @@ pub(super) async fn run(
         Err(error) => {
             // Any try, not just the last: where reserves replay, a try whose answer was
             // lost is followed by more, and a refusal of those (a 503 before the inventory
-            // looked at them) says nothing of whether the lost one took the stock.
-            let effect = if out.any_outcome_unknown() {
+            // looked at them) says nothing of whether the lost one took the stock. Nor
+            // does it of the stopped run's reserve, when resumed: only the inventory's own
+            // answer to the key (a rejection) rules that one out.
+            let stopped_run_may_have_reserved = resumed && !error.is_rejection();
+            let effect = if out.any_outcome_unknown() || stopped_run_may_have_reserved {
                 Effect::Unknown
             } else {
                 Effect::None
