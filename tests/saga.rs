@@ -726,6 +726,66 @@ async fn payment_and_shipment_do_not_wait_for_the_reservation_to_be_saved() {
     app.stop().await;
 }
 
+/// Of an order's four writes, only the reservation's save commits without waiting for
+/// its flush (PostgreSQL only): the shipment's save, which the answer waits for, comes
+/// after it and flushes it too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn only_the_reservations_save_commits_before_its_flush() {
+    let Some(backend) =
+        Backend::postgres_or_skip("only_the_reservations_save_commits_before_its_flush")
+    else {
+        return;
+    };
+    let app = TestApp::spawn(backend).await;
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(&app.database_url)
+        .await
+        .expect("connect to the test schema");
+    sqlx::raw_sql(
+        "CREATE TABLE order_writes (n serial, step text, synchronous_commit text);
+         CREATE FUNCTION log_order_writes() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+             INSERT INTO order_writes (step, synchronous_commit)
+                 VALUES (NEW.step, current_setting('synchronous_commit'));
+             RETURN NEW;
+         END $$;
+         CREATE TRIGGER log_order_writes AFTER INSERT OR UPDATE ON orders
+             FOR EACH ROW EXECUTE FUNCTION log_order_writes();",
+    )
+    .execute(&mut conn)
+    .await
+    .expect("create the trigger");
+
+    let response = app
+        .client
+        .post(format!("{}/orders", app.address))
+        .json(&order_body(1))
+        .send()
+        .await
+        .unwrap();
+    let (status, order) = json_of(response).await;
+    assert_eq!(status, 201, "{order}");
+    common::settled(&app, order["id"].as_str().unwrap()).await;
+
+    let writes: Vec<(String, String)> =
+        sqlx::query_as("SELECT step, synchronous_commit FROM order_writes ORDER BY n")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+    let expected = [
+        ("reserve", "on"),            // the order with its key
+        ("pay", "off"),               // its reservation, while paying and shipping
+        ("commit_reservation", "on"), // its payment and shipment, then the answer
+        ("done", "on"),               // settled after the commit
+    ];
+    let expected: Vec<(String, String)> = expected
+        .iter()
+        .map(|(step, flush)| (step.to_string(), flush.to_string()))
+        .collect();
+    assert_eq!(writes, expected);
+    app.stop().await;
+}
+
 /// Makes every save that records an order's reservation sleep `seconds` in the database.
 async fn hold_reservation_saves(app: &TestApp, seconds: f64) {
     use sqlx::Connection;

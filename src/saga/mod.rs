@@ -29,7 +29,7 @@ use crate::domain::order::{Failure, FailureKind, Order, OrderStatus, Step};
 use crate::domain::progress::SagaStep;
 use crate::domain::when;
 use crate::downstream::{CallContext, CallError, Downstream, RetryPolicy};
-use crate::store::{Lease, NewEvent, Store, StoreError};
+use crate::store::{Flush, Lease, NewEvent, Store, StoreError};
 use crate::telemetry::metrics;
 
 /// Renders the answer a client gets for a settled order, so it can be stored with the
@@ -325,15 +325,21 @@ impl Saga {
     }
 
     /// Starts saving the order as it is now in its own task, so the saga's next calls need
-    /// not wait for the commit (see [`saved_alongside_next_calls`]).
+    /// not wait for the commit (see [`saved_alongside_next_calls`]). Nor need the commit
+    /// wait for its flush ([`Flush::Deferred`]): the next save, which waits for this one,
+    /// is flushed before anything relies on it, and flushes this one with it.
     fn save_in_background(&self, order: &Order, events: &[NewEvent]) -> SaveInFlight {
         let store = self.inner.store.clone();
         let lease = self.inner.settings.lease.clone();
         let (order, events) = (order.clone(), events.to_vec());
         SaveInFlight(
             self.inner.tasks.spawn(
-                async move { store.save_progress(&order, &events, &lease).await }
-                    .instrument(tracing::Span::current()),
+                async move {
+                    store
+                        .save_progress_flushing(&order, &events, &lease, Flush::Deferred)
+                        .await
+                }
+                .instrument(tracing::Span::current()),
             ),
         )
     }

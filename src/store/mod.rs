@@ -127,6 +127,22 @@ pub struct StoreSettings {
     pub sqlite_synchronous: SqliteSynchronous,
 }
 
+/// When a save's commit must reach the disk. Where the database lets each commit choose
+/// (PostgreSQL's `synchronous_commit`), a save that nothing relies on before the order's
+/// next save need not wait for its flush: the database's log is flushed in order, so the
+/// next save's flush covers it, and PostgreSQL's WAL writer flushes it within three
+/// `wal_writer_delay`s (600 ms by default) anyway. Until then only a crash of the database
+/// server (not of this process) can lose it, which leaves the order as a crash of this
+/// process during that save does: recovery finishes or undoes it from the save before.
+/// SQLite's flushes are set per file (`SQLITE_SYNCHRONOUS`), so there every save is alike.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flush {
+    /// Before the caller goes on: what the client's answer or the next call relies on.
+    AtCommit,
+    /// With a later commit (see the type's doc).
+    Deferred,
+}
+
 /// SQLite's `synchronous` setting for the orders file (WAL mode either way).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum SqliteSynchronous {
@@ -207,9 +223,22 @@ impl Store {
         events: &[NewEvent],
         lease: &Lease,
     ) -> Result<(), StoreError> {
+        self.save_progress_flushing(order, events, lease, Flush::AtCommit)
+            .await
+    }
+
+    /// Like [`save_progress`](Self::save_progress), with the commit's flush as `flush`
+    /// says.
+    pub async fn save_progress_flushing(
+        &self,
+        order: &Order,
+        events: &[NewEvent],
+        lease: &Lease,
+        flush: Flush,
+    ) -> Result<(), StoreError> {
         match self {
             Self::Sqlite(s) => s.save_progress(order, events, lease).await,
-            Self::Postgres(s) => s.save_progress(order, events, lease).await,
+            Self::Postgres(s) => s.save_progress(order, events, lease, flush).await,
         }
     }
 

@@ -19,7 +19,7 @@ use sqlx::PgPool;
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
-use super::StoreError;
+use super::{Flush, StoreError};
 use crate::telemetry::metrics;
 
 /// Most writes in one statement.
@@ -52,6 +52,9 @@ pub(super) trait BatchedWrite: Send + Sync + Sized + 'static {
     ) -> impl Future<Output = Result<Vec<Uuid>, sqlx::Error>> + Send;
     /// What the caller gets when its write was (`true`) or was not applied.
     fn outcome(&self, applied: bool) -> Result<(), StoreError>;
+    /// Whether its commit must be flushed before the caller is answered (see
+    /// [`Flush`]).
+    fn flush(&self) -> Flush;
 }
 
 /// The queue of one kind of write; cheap to clone.
@@ -80,10 +83,16 @@ struct Job<W> {
 
 impl<W: BatchedWrite> Batcher<W> {
     /// Starts the task that gathers and applies the writes (on the current runtime): a
-    /// lone write on `single`, a batch on `batched`.
-    pub fn start(single: PgPool, batched: PgPool) -> Self {
+    /// lone write on `single` (or `single_deferred`, if its flush may wait), a batch on
+    /// `batched`.
+    pub fn start(single: PgPool, single_deferred: PgPool, batched: PgPool) -> Self {
         let (queue, jobs) = mpsc::unbounded_channel();
-        tokio::spawn(gather(Pools { single, batched }, jobs));
+        let pools = Pools {
+            single,
+            single_deferred,
+            batched,
+        };
+        tokio::spawn(gather(pools, jobs));
         Self { queue }
     }
 
@@ -107,7 +116,20 @@ impl<W: BatchedWrite> Batcher<W> {
 #[derive(Clone)]
 struct Pools {
     single: PgPool,
+    /// Connections whose commits do not wait for their flush (`synchronous_commit=off`),
+    /// for a lone write whose [`Flush`] may be deferred. A batch always
+    /// flushes: it rarely holds only such writes, and one flush covers them all.
+    single_deferred: PgPool,
     batched: PgPool,
+}
+
+impl Pools {
+    fn single_for(&self, write: &impl BatchedWrite) -> &PgPool {
+        match write.flush() {
+            Flush::AtCommit => &self.single,
+            Flush::Deferred => &self.single_deferred,
+        }
+    }
 }
 
 /// Takes the queued writes, up to [`MAX_BATCH`] at a time, and applies each batch in a
@@ -202,7 +224,8 @@ async fn apply_together<W: BatchedWrite>(pools: &Pools, jobs: Vec<Job<W>>) {
         }
     }
     for (write, answer) in writes.iter().zip(answers) {
-        let _ = answer.send(outcome_of(write, write.apply_one(&pools.single).await));
+        let pool = pools.single_for(write);
+        let _ = answer.send(outcome_of(write, write.apply_one(pool).await));
     }
 }
 
@@ -238,12 +261,15 @@ mod tests {
     struct Fake {
         id: Uuid,
         end: End,
+        flush: Flush,
         log: Arc<Log>,
     }
 
     #[derive(Default)]
     struct Log {
         statements: Mutex<Vec<Vec<Uuid>>>,
+        /// The pool of each statement, by its database's name (see [`Harness::new`]).
+        pools: Mutex<Vec<String>>,
         gate: RwLock<()>,
     }
 
@@ -281,12 +307,15 @@ mod tests {
             Ok(!applied.is_empty())
         }
 
-        async fn apply_many(_: &PgPool, writes: &[Self]) -> Result<Vec<Uuid>, sqlx::Error> {
+        async fn apply_many(pool: &PgPool, writes: &[Self]) -> Result<Vec<Uuid>, sqlx::Error> {
             let log = &writes[0].log;
             log.statements
                 .lock()
                 .unwrap()
                 .push(writes.iter().map(|w| w.id).collect());
+            let options = pool.connect_options();
+            let pool_name = options.get_database().unwrap_or_default().to_owned();
+            log.pools.lock().unwrap().push(pool_name);
             let _open = log.gate.read().await;
             if writes.iter().any(|w| w.end == End::ServerError) {
                 return Err(sqlx::Error::Database(Box::new(Rejected)));
@@ -299,6 +328,10 @@ mod tests {
                 .filter(|w| w.end == End::Applied)
                 .map(|w| w.id)
                 .collect())
+        }
+
+        fn flush(&self) -> Flush {
+            self.flush
         }
 
         fn outcome(&self, applied: bool) -> Result<(), StoreError> {
@@ -321,20 +354,32 @@ mod tests {
 
     impl Harness {
         fn new() -> Self {
-            // Never connects: the fake writes do not use it.
-            let pool = sqlx::postgres::PgPoolOptions::new()
-                .connect_lazy("postgres://nobody@127.0.0.1:1/none")
-                .unwrap();
+            // Never connect (the fake writes do not use them); named so that a statement
+            // can tell which it was given.
+            let pool = |name: &str| {
+                sqlx::postgres::PgPoolOptions::new()
+                    .connect_lazy(&format!("postgres://nobody@127.0.0.1:1/{name}"))
+                    .unwrap()
+            };
             Self {
-                batcher: Batcher::start(pool.clone(), pool),
+                batcher: Batcher::start(pool("single"), pool("deferred"), pool("batched")),
                 log: Arc::default(),
             }
         }
 
         /// Queues a write now; its outcome comes from the returned task.
         fn send(&self, id: Uuid, end: End) -> Outcome {
+            self.send_flushing(id, end, Flush::AtCommit)
+        }
+
+        fn send_flushing(&self, id: Uuid, end: End, flush: Flush) -> Outcome {
             let log = self.log.clone();
-            tokio::spawn(self.batcher.write(Fake { id, end, log }))
+            tokio::spawn(self.batcher.write(Fake {
+                id,
+                end,
+                flush,
+                log,
+            }))
         }
 
         /// Lets every task run until it waits (for the gate, a slot or a write).
@@ -346,6 +391,10 @@ mod tests {
 
         fn statements(&self) -> Vec<Vec<Uuid>> {
             self.log.statements.lock().unwrap().clone()
+        }
+
+        fn pools(&self) -> Vec<String> {
+            self.log.pools.lock().unwrap().clone()
         }
     }
 
@@ -410,6 +459,27 @@ mod tests {
             harness.statements(),
             vec![vec![ids[0]], vec![ids[1], ids[2]], vec![ids[3]]]
         );
+    }
+
+    #[tokio::test]
+    async fn only_a_lone_write_whose_flush_may_wait_skips_the_flush() {
+        let harness = Harness::new();
+        let ids = ids(4);
+        // Alone, each goes on the connections its flush asks for...
+        let deferred = harness.send_flushing(ids[0], End::Applied, Flush::Deferred);
+        assert!(outcomes(vec![deferred]).await[0].is_ok());
+        assert!(outcomes(vec![harness.send(ids[1], End::Applied)]).await[0].is_ok());
+        // ...and together, even if none needs it, they are flushed.
+        let together = vec![
+            harness.send_flushing(ids[2], End::Applied, Flush::Deferred),
+            harness.send_flushing(ids[3], End::Applied, Flush::Deferred),
+        ];
+        assert!(outcomes(together).await.iter().all(Result::is_ok));
+        assert_eq!(
+            harness.statements(),
+            vec![vec![ids[0]], vec![ids[1]], ids[2..].to_vec()]
+        );
+        assert_eq!(harness.pools(), ["deferred", "single", "batched"]);
     }
 
     #[tokio::test]

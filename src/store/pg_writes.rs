@@ -19,7 +19,7 @@ use uuid::Uuid;
 
 use super::pg_batch::BatchedWrite;
 use super::row::{OrderJson, ProgressJson};
-use super::{Lease, NewEvent, NewKey, StoreError};
+use super::{Flush, Lease, NewEvent, NewKey, StoreError};
 use crate::domain::order::Order;
 use crate::domain::when::Timestamp;
 
@@ -194,11 +194,13 @@ pub(super) struct ProgressRow {
     updated_at: Timestamp,
     lease_owner: String,
     events: Vec<NewEvent>,
+    flush: Flush,
 }
 
 impl ProgressRow {
-    pub fn of(order: &Order, events: &[NewEvent], lease: &Lease) -> Self {
+    pub fn of(order: &Order, events: &[NewEvent], lease: &Lease, flush: Flush) -> Self {
         Self {
+            flush,
             id: order.id.as_uuid(),
             status: order.status.as_str(),
             step: order.progress.step.as_str(),
@@ -404,6 +406,13 @@ impl BatchedWrite for SagaWrite {
         match self {
             Self::NewOrder(row) => row.outcome(applied),
             Self::Progress(row) => row.outcome(applied),
+        }
+    }
+
+    fn flush(&self) -> Flush {
+        match self {
+            Self::NewOrder(_) => Flush::AtCommit,
+            Self::Progress(row) => row.flush,
         }
     }
 }

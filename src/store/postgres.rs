@@ -13,7 +13,7 @@ use super::pg_batch::{BATCHES_IN_FLIGHT, Batcher};
 use super::pg_writes::{NewOrderRow, ProgressRow, SagaWrite};
 use super::row::{OrderRow, stored_response};
 use super::{
-    KeyRecord, Lease, NewEvent, NewKey, OrderEvent, OrderFilter, PoolStats, StoreError,
+    Flush, KeyRecord, Lease, NewEvent, NewKey, OrderEvent, OrderFilter, PoolStats, StoreError,
     successful_versions,
 };
 use crate::domain::idempotency::{Fingerprint, IdempotencyKey};
@@ -28,11 +28,17 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres
 /// wait for that.
 const BATCH_CONNECTIONS: u32 = 2 * BATCHES_IN_FLIGHT as u32;
 
+/// Connections for lone saves whose flush may wait: one per lone write that may run
+/// beside a statement in flight (see `pg_batch::gather`), and a spare.
+const DEFERRED_CONNECTIONS: u32 = 2;
+
 #[derive(Clone, Debug)]
 pub struct PgStore {
     pool: PgPool,
     /// The batched writes' connections (`BATCH_CONNECTIONS`).
     batch_pool: PgPool,
+    /// Connections for lone saves whose flush may wait (`DEFERRED_CONNECTIONS`).
+    deferred_pool: PgPool,
     /// The saga's two writes go through group commit ([`super::pg_batch`]).
     writes: Batcher<SagaWrite>,
 }
@@ -80,12 +86,22 @@ impl PgStore {
         // once per connection, are better off without.
         let batch_pool = pool_options()
             .max_connections(BATCH_CONNECTIONS)
-            .connect_with(options.options([("plan_cache_mode", "force_custom_plan")]))
+            .connect_with(
+                options
+                    .clone()
+                    .options([("plan_cache_mode", "force_custom_plan")]),
+            )
+            .await?;
+        // Commits that return before their WAL flush (see `Flush::Deferred`).
+        let deferred_pool = pool_options()
+            .max_connections(DEFERRED_CONNECTIONS)
+            .connect_with(options.options([("synchronous_commit", "off")]))
             .await?;
         Ok(Self {
-            writes: Batcher::start(pool.clone(), batch_pool.clone()),
+            writes: Batcher::start(pool.clone(), deferred_pool.clone(), batch_pool.clone()),
             pool,
             batch_pool,
+            deferred_pool,
         })
     }
 
@@ -120,9 +136,12 @@ impl PgStore {
         order: &Order,
         events: &[NewEvent],
         lease: &Lease,
+        flush: Flush,
     ) -> Result<(), StoreError> {
         self.writes
-            .write(SagaWrite::Progress(ProgressRow::of(order, events, lease)))
+            .write(SagaWrite::Progress(ProgressRow::of(
+                order, events, lease, flush,
+            )))
             .await
     }
 
@@ -283,6 +302,7 @@ impl PgStore {
     pub async fn close(&self) {
         self.pool.close().await;
         self.batch_pool.close().await;
+        self.deferred_pool.close().await;
     }
 
     pub async fn extend_lease(
@@ -363,26 +383,44 @@ mod tests {
 
     /// The batch pool's connections plan every run, the main pool's keep the server's
     /// default (a lone write's plan is cached per connection).
+    /// Each pool's session settings: only the batch connections plan every statement,
+    /// only the deferred ones commit without waiting for the flush.
     #[tokio::test]
-    async fn only_the_batch_connections_plan_every_statement() {
+    async fn each_pool_has_its_own_session_settings() {
         let Ok(url) = std::env::var("ORDER_SERVICE_TEST_POSTGRES_URL") else {
             assert!(
                 std::env::var("ORDER_SERVICE_REQUIRE_POSTGRES").as_deref() != Ok("1"),
                 "ORDER_SERVICE_TEST_POSTGRES_URL is not set but ORDER_SERVICE_REQUIRE_POSTGRES=1"
             );
             eprintln!(
-                "SKIPPED only_the_batch_connections_plan_every_statement on PostgreSQL: ORDER_SERVICE_TEST_POSTGRES_URL is not set"
+                "SKIPPED each_pool_has_its_own_session_settings on PostgreSQL: ORDER_SERVICE_TEST_POSTGRES_URL is not set"
             );
             return;
         };
         let store = PgStore::connect(&url, 2).await.unwrap();
-        let mode = |pool: PgPool| async move {
-            sqlx::query_scalar::<_, String>("SHOW plan_cache_mode")
+        let setting = |pool: PgPool, name: &'static str| async move {
+            sqlx::query_scalar::<_, String>(&format!("SHOW {name}"))
                 .fetch_one(&pool)
                 .await
                 .unwrap()
         };
-        assert_eq!(mode(store.batch_pool.clone()).await, "force_custom_plan");
-        assert_eq!(mode(store.pool.clone()).await, "auto");
+        let settings = |pool: PgPool| async move {
+            (
+                setting(pool.clone(), "plan_cache_mode").await,
+                setting(pool, "synchronous_commit").await,
+            )
+        };
+        assert_eq!(
+            settings(store.pool.clone()).await,
+            ("auto".into(), "on".into())
+        );
+        assert_eq!(
+            settings(store.batch_pool.clone()).await,
+            ("force_custom_plan".into(), "on".into())
+        );
+        assert_eq!(
+            settings(store.deferred_pool.clone()).await,
+            ("auto".into(), "off".into())
+        );
     }
 }
