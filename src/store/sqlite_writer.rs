@@ -29,14 +29,19 @@ const MAX_BATCH: usize = 256;
 /// second, `POST /orders` p99 at 64 ~35 ms); every 5 ms the thread keeps up, the writer's
 /// own checkpoints only finish a short tail, and that p99 is ~25 ms.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(5);
-/// WAL size (pages) at which the writer checkpoints by itself, about 64 MiB. Only the
+/// WAL size (pages) at which the writer checkpoints by itself, about 250 MiB. Only the
 /// writer can complete a checkpoint while writes go on (the thread's always lags the
 /// newest frames), and only a complete one lets the WAL start over from its beginning,
 /// so this bounds the WAL's size. Each time costs the writer, with every queued write
-/// waiting, its checkpoint's two `fsync`s and the new WAL header's one (~3 ms each
-/// here). At ~16 MiB that was 27 such `fsync`s in 5 s at ~1,100 orders/s (so ~20 a
-/// second, ~10 % of the writer's time, at the benchmark's 4,500); at ~64 MiB, 3–6.
-const WRITER_CHECKPOINT_PAGES: i64 = 16_000;
+/// waiting, its checkpoint's `fsync`s (traced at 64 clients: the WAL's 1.2–1.4 ms twice,
+/// the database file's 2.6–6.2 ms). The WAL grows by ~10 pages per order under load, so
+/// at ~16 MiB (4,000 pages) that was ~10 stalls a second at the benchmark's 4,500
+/// orders/s, at ~64 MiB 7 in 4 s at ~2,900, each holding up every order in flight; at
+/// ~250 MiB a quarter of that: in alternating runs at 64, ~6 % more orders/s and
+/// ~3.5 ms off p99 against ~64 MiB. The price is disk space (the `-wal` file stays at about this size under
+/// sustained load) and, after a crash, reading that WAL back at the next start (0.13 s
+/// for a full one, measured with the file in the page cache).
+const WRITER_CHECKPOINT_PAGES: i64 = 64_000;
 /// The WAL file is cut back to this size when it starts over after having grown past
 /// it (a long read can hold the checkpoints back), so a burst does not leave it big.
 /// 5 % above the WAL's size when the writer checkpoints (the commit that crosses
