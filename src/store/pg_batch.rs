@@ -117,8 +117,8 @@ impl<W: BatchedWrite> Batcher<W> {
 struct Pools {
     single: PgPool,
     /// Connections whose commits do not wait for their flush (`synchronous_commit=off`),
-    /// for a lone write whose [`Flush`] may be deferred. A batch always
-    /// flushes: it rarely holds only such writes, and one flush covers them all.
+    /// for a lone write whose [`Flush`] may be deferred. A batch always flushes: it
+    /// rarely holds only such writes, and one flush covers them all.
     single_deferred: PgPool,
     batched: PgPool,
 }
