@@ -47,5 +47,9 @@ if ! "$venv/bin/schemathesis" --config-file ci/schemathesis.toml run \
     "http://127.0.0.1:$port/openapi.json" --checks all --workers 1 --max-time "$seconds"; then
   echo "--- last lines of the service log" >&2
   tail -n 40 "$work/service.log" >&2
+  # The log goes with the run's directory: say here what a slow answer did meanwhile.
+  echo "--- answers that took a second or more, and warnings and errors" >&2
+  grep -E 'latency=[0-9]{4,} ms|"level":"(WARN|ERROR)"| WARN | ERROR ' "$work/service.log" \
+    | tail -n 40 >&2 || true
   exit 1
 fi
