@@ -737,11 +737,8 @@ async fn only_the_reservations_save_commits_before_its_flush() {
         return;
     };
     let app = TestApp::spawn(backend).await;
-    use sqlx::Connection;
-    let mut conn = sqlx::PgConnection::connect(&app.database_url)
-        .await
-        .expect("connect to the test schema");
-    sqlx::raw_sql(
+    let mut conn = schema_connection_after(
+        &app,
         "CREATE TABLE order_writes (n serial, step text, synchronous_commit text);
          CREATE FUNCTION log_order_writes() RETURNS trigger LANGUAGE plpgsql AS $$
          BEGIN
@@ -752,9 +749,7 @@ async fn only_the_reservations_save_commits_before_its_flush() {
          CREATE TRIGGER log_order_writes AFTER INSERT OR UPDATE ON orders
              FOR EACH ROW EXECUTE FUNCTION log_order_writes();",
     )
-    .execute(&mut conn)
-    .await
-    .expect("create the trigger");
+    .await;
 
     let response = app
         .client
@@ -788,12 +783,10 @@ async fn only_the_reservations_save_commits_before_its_flush() {
 
 /// Makes every save that records an order's reservation sleep `seconds` in the database.
 async fn hold_reservation_saves(app: &TestApp, seconds: f64) {
-    use sqlx::Connection;
-    let mut conn = sqlx::PgConnection::connect(&app.database_url)
-        .await
-        .expect("connect to the test schema");
-    sqlx::raw_sql(&format!(
-        "CREATE FUNCTION hold_reservation_saves() RETURNS trigger LANGUAGE plpgsql AS $$
+    schema_connection_after(
+        app,
+        &format!(
+            "CREATE FUNCTION hold_reservation_saves() RETURNS trigger LANGUAGE plpgsql AS $$
          BEGIN
              IF NEW.reservation_id IS NOT NULL AND OLD.reservation_id IS NULL THEN
                  PERFORM pg_sleep({seconds});
@@ -802,8 +795,21 @@ async fn hold_reservation_saves(app: &TestApp, seconds: f64) {
          END $$;
          CREATE TRIGGER hold_reservation_saves BEFORE UPDATE ON orders
              FOR EACH ROW EXECUTE FUNCTION hold_reservation_saves();"
-    ))
-    .execute(&mut conn)
-    .await
-    .expect("create the trigger");
+        ),
+    )
+    .await;
+}
+
+/// A connection to the app's own PostgreSQL schema (its URL names it), once `sql` (a
+/// table or trigger the test needs) has run in it.
+async fn schema_connection_after(app: &TestApp, sql: &str) -> sqlx::PgConnection {
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(&app.database_url)
+        .await
+        .expect("connect to the test schema");
+    sqlx::raw_sql(sql)
+        .execute(&mut conn)
+        .await
+        .expect("set up the test schema");
+    conn
 }

@@ -28,9 +28,10 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres
 /// wait for that.
 const BATCH_CONNECTIONS: u32 = 2 * BATCHES_IN_FLIGHT as u32;
 
-/// Connections for lone saves whose flush may wait: one per lone write that may run
-/// beside a statement in flight (see `pg_batch::gather`), and a spare.
-const DEFERRED_CONNECTIONS: u32 = 2;
+/// Connections for lone saves whose flush may wait: as many as statements can be in
+/// flight at once (`pg_batch::gather`: its statements, and a lone write beside them), in
+/// case all are such saves.
+const DEFERRED_CONNECTIONS: u32 = BATCHES_IN_FLIGHT as u32 + 1;
 
 #[derive(Clone, Debug)]
 pub struct PgStore {

@@ -43,9 +43,9 @@ const CHECKPOINT_EVERY: Duration = Duration::from_millis(20);
 /// at ~16 MiB (4,000 pages) that was ~10 stalls a second at the benchmark's 4,500
 /// orders/s, at ~64 MiB 7 in 4 s at ~2,900, each holding up every order in flight; at
 /// ~250 MiB a quarter of that: in alternating runs at 64, ~6 % more orders/s and
-/// ~3.5 ms off p99 against ~64 MiB. The price is disk space (the `-wal` file stays at about this size under
-/// sustained load) and, after a crash, reading that WAL back at the next start (0.13 s
-/// for a full one, measured with the file in the page cache).
+/// ~3.5 ms off p99 against ~64 MiB. The price is disk space (the `-wal` file stays at
+/// about this size under sustained load) and, after a crash, reading that WAL back at the
+/// next start (0.13 s for a full one, measured with the file in the page cache).
 const WRITER_CHECKPOINT_PAGES: i64 = 64_000;
 /// The WAL file is cut back to this size when it starts over after having grown past
 /// it (a long read can hold the checkpoints back), so a burst does not leave it big.
