@@ -27,26 +27,27 @@ const MAX_BATCH: usize = 256;
 /// (then ~16 MiB) between two checkpoints, and the writer then copied it and synced the
 /// files itself, stalling every queued write for up to 20 ms (measured: ~12 such stalls a
 /// second, `POST /orders` p99 at 64 ~35 ms); every 5 ms the thread kept up, the writer's
-/// own checkpoints only finished a short tail, and that p99 was ~25 ms. Since the
-/// writer's own checkpoints wait for ~250 MiB (below), every 20 ms does as well for the
-/// tail with fewer `fsync`s: alternating 10 s runs at 64, 7 of 8 pairs faster than at
-/// 5 ms (mean 3,144 against 2,817 orders/s), p99 37.2 against 39.3 ms on average; every
-/// 50 ms was faster still but had the worse p99 in 2 of 3 pairs (53.0 / 45.4 ms against
+/// own checkpoints only finished a short tail, and that p99 was ~25 ms. Once the writer's
+/// own checkpoints waited for more WAL (below), every 20 ms did as well for the tail with
+/// fewer `fsync`s: alternating 10 s runs at 64, 7 of 8 pairs faster than at 5 ms (mean
+/// 3,144 against 2,817 orders/s), p99 37.2 against 39.3 ms on average; every 50 ms was
+/// faster still but had the worse p99 in 2 of 3 pairs (53.0 / 45.4 ms against
 /// 45.3 / 42.7).
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(20);
-/// WAL size (pages) at which the writer checkpoints by itself, about 250 MiB. Only the
-/// writer can complete a checkpoint while writes go on (the thread's always lags the
+/// WAL size (pages) at which the writer checkpoints by itself, about 64 MiB. Only the
+/// writer can complete a checkpoint while writes go on (the thread's always lag the
 /// newest frames), and only a complete one lets the WAL start over from its beginning,
 /// so this bounds the WAL's size. Each time costs the writer, with every queued write
-/// waiting, its checkpoint's `fsync`s (traced at 64 clients: the WAL's 1.2–1.4 ms twice,
-/// the database file's 2.6–6.2 ms). The WAL grows by ~10 pages per order under load, so
-/// at ~16 MiB (4,000 pages) that was ~10 stalls a second at the benchmark's 4,500
-/// orders/s, at ~64 MiB 7 in 4 s at ~2,900, each holding up every order in flight; at
-/// ~250 MiB a quarter of that: in alternating runs at 64, ~6 % more orders/s and
-/// ~3.5 ms off p99 against ~64 MiB. The price is disk space (the `-wal` file stays at
-/// about this size under sustained load) and, after a crash, reading that WAL back at the
-/// next start (0.13 s for a full one, measured with the file in the page cache).
-const WRITER_CHECKPOINT_PAGES: i64 = 64_000;
+/// waiting, the copy of the WAL's last frames and its `fsync`s. Those used to include
+/// writing out every page the checkpoint thread had copied since the last such time,
+/// which made this a trade-off (~16 MiB: ~10 stalls a second; ~250 MiB: one every
+/// ~1.2 s at ~5,000 orders/s, but each 10–35 ms). Since that thread syncs the database
+/// file itself (see [`checkpoint_while_open`]), a stall is short and ~64 MiB did best:
+/// in alternating runs at 64, against ~250 MiB faster in 3 of 3 pairs with p99
+/// 24.6 / 22.2 / 22.7 ms against 27.1 / 23.6 / 24.7, and against ~16 MiB a p99 better
+/// in 3 of 3 (24.6 / 24.2 / 26.1 against 26.9 / 26.7 / 28.0 ms). The price is disk
+/// space: the `-wal` file stays at about this size under sustained load.
+const WRITER_CHECKPOINT_PAGES: i64 = 16_000;
 /// The WAL file is cut back to this size when it starts over after having grown past
 /// it (a long read can hold the checkpoints back), so a burst does not leave it big.
 /// 5 % above the WAL's size when the writer checkpoints (the commit that crosses
@@ -128,6 +129,9 @@ impl Writer {
         conn.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT_BYTES)?;
         let checkpointer = Connection::open(path)?;
         checkpointer.busy_timeout(Duration::from_secs(5))?;
+        let database_file = std::fs::File::open(path).map_err(|e| {
+            StoreError::Corrupt(format!("cannot open the SQLite database file: {e}"))
+        })?;
         let (sender, receiver) = mpsc::unbounded_channel();
         std::thread::Builder::new()
             .name("sqlite-writer".to_owned())
@@ -137,7 +141,7 @@ impl Writer {
         let open = Arc::downgrade(&jobs);
         std::thread::Builder::new()
             .name("sqlite-checkpoint".to_owned())
-            .spawn(move || checkpoint_while_open(checkpointer, open))
+            .spawn(move || checkpoint_while_open(checkpointer, &database_file, open))
             .map_err(|e| {
                 StoreError::Corrupt(format!("cannot start the SQLite checkpointer: {e}"))
             })?;
@@ -261,12 +265,24 @@ fn roll_back(conn: &Connection) {
 }
 
 /// Copies the WAL back into the database file every [`CHECKPOINT_EVERY`] until the writer
-/// closes. Why a thread: a checkpoint writes and syncs the files, which on the writer's
-/// thread stalls every write queued behind it; `PASSIVE` never blocks the writer.
+/// closes, and then syncs the database file. Why a thread: a checkpoint writes and syncs
+/// the files, which on the writer's thread stalls every write queued behind it; `PASSIVE`
+/// never blocks the writer.
+///
+/// Why the sync: SQLite syncs the database file only at the end of a checkpoint that
+/// copied the whole WAL, and under load only the writer's own checkpoints do (this
+/// thread's always lag the newest frames). Left alone, every page this thread copied
+/// stayed dirty in the page cache until then, and the writer's `fsync` had to write them
+/// all out while every queued write waited: traced at 64 clients, one such stall every
+/// ~1.2 s, growing from 10 to 35 ms within a minute, ~1 % of the orders behind each.
+/// Synced here after every checkpoint that copied something, the writer's own checkpoint
+/// finds little left to write (stalls at most ~11 ms).
 fn checkpoint_while_open(
     conn: Connection,
+    database_file: &std::fs::File,
     open: std::sync::Weak<Mutex<Option<mpsc::UnboundedSender<Job>>>>,
 ) {
+    let mut copied_before = 0;
     loop {
         std::thread::sleep(CHECKPOINT_EVERY);
         let still_open = open.upgrade().is_some_and(|jobs| {
@@ -277,11 +293,31 @@ fn checkpoint_while_open(
         if !still_open {
             return;
         }
-        let done = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
-        if let Err(error) = done {
-            tracing::warn!(%error, "SQLite checkpoint failed; the writer checkpoints by itself");
+        // The third column: how many of the WAL's frames are in the database file now.
+        let done = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
+            row.get::<_, i64>(2)
+        });
+        match done {
+            Ok(copied) => {
+                if copied_something(copied_before, copied)
+                    && let Err(error) = database_file.sync_data()
+                {
+                    tracing::warn!(%error, "syncing the SQLite database file failed");
+                }
+                copied_before = copied;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "SQLite checkpoint failed; the writer checkpoints by itself");
+            }
         }
     }
+}
+
+/// Whether a checkpoint copied frames into the database file, from the count of copied
+/// frames before and after it: the count grows as the WAL is copied, starts again from
+/// zero when the WAL starts over, and is negative if the checkpoint could not run.
+fn copied_something(before: i64, after: i64) -> bool {
+    after > 0 && after != before
 }
 
 /// Runs a statement from the connection's prepared-statement cache: the transaction and
@@ -385,6 +421,25 @@ mod tests {
         // Not below what the writer lets the WAL reach (4 KiB pages, 24-byte frame
         // headers), or every start-over would cut the file and grow it again.
         assert!(limit >= pages * (4096 + 24), "{limit} < {pages} frames");
+    }
+
+    #[test]
+    fn the_database_file_is_synced_only_after_a_checkpoint_that_copied_frames() {
+        assert!(copied_something(0, 120), "the first frames copied");
+        assert!(copied_something(120, 300), "more frames of the same WAL");
+        assert!(
+            copied_something(300, 40),
+            "frames of a WAL that started over"
+        );
+        assert!(
+            !copied_something(300, 300),
+            "nothing new: an idle service syncs nothing"
+        );
+        assert!(
+            !copied_something(300, 0),
+            "a WAL that started over, nothing copied yet"
+        );
+        assert!(!copied_something(300, -1), "the checkpoint could not run");
     }
 
     #[tokio::test]
