@@ -27,24 +27,24 @@ const MAX_BATCH: usize = 256;
 /// (then ~16 MiB) between two checkpoints, and the writer then copied it and synced the
 /// files itself, stalling every queued write for up to 20 ms (measured: ~12 such stalls a
 /// second, `POST /orders` p99 at 64 ~35 ms); every 5 ms the thread kept up, the writer's
-/// own checkpoints only finished a short tail, and that p99 was ~25 ms. Once the writer's
-/// own checkpoints waited for more WAL (below), every 20 ms did as well for the tail with
-/// fewer `fsync`s: alternating 10 s runs at 64, 7 of 8 pairs faster than at 5 ms (mean
+/// own checkpoints only finished a short tail, and that p99 was ~25 ms. With the writer's
+/// own checkpoints at ~250 MiB of WAL (2026-12-04; ~64 MiB now, below, not measured
+/// again for this interval), every 20 ms did as well for the tail with fewer `fsync`s: alternating 10 s runs at 64, 7 of 8 pairs faster than at 5 ms (mean
 /// 3,144 against 2,817 orders/s), p99 37.2 against 39.3 ms on average; every 50 ms was
 /// faster still but had the worse p99 in 2 of 3 pairs (53.0 / 45.4 ms against
 /// 45.3 / 42.7).
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(20);
 /// How often the checkpoint thread copies the WAL once the WAL is nearly as big as the
-/// writer's backstop ([`NEAR_BACKSTOP_PERCENT`] of it): the writer's own checkpoint is
+/// writer's backstop ([`NEAR_BACKSTOP_FRAMES`]): the writer's own checkpoint is
 /// then close, and it has to sync what was written since the thread's last checkpoint
 /// (the WAL's new frames and the pages it copies itself) with every queued write waiting.
 /// Checkpoints back to back leave it little: at 64 clients, writer batches of 6 ms or
 /// more in 10 s went from 38–57 to 4–9 (their sum from 305–464 to 27–64 ms), p99 from
 /// 24.3 / 27.3 / 26.4 to 22.8 / 24.7 / 22.9 ms in three alternating pairs.
 const CHECKPOINT_NEAR_BACKSTOP_EVERY: Duration = Duration::from_millis(1);
-/// Share of [`WRITER_CHECKPOINT_PAGES`] (percent) from which the checkpoint thread runs
-/// every [`CHECKPOINT_NEAR_BACKSTOP_EVERY`].
-const NEAR_BACKSTOP_PERCENT: i64 = 85;
+/// WAL frames from which the checkpoint thread runs every
+/// [`CHECKPOINT_NEAR_BACKSTOP_EVERY`]: 85 % of [`WRITER_CHECKPOINT_PAGES`].
+const NEAR_BACKSTOP_FRAMES: i64 = WRITER_CHECKPOINT_PAGES * 85 / 100;
 /// WAL size (pages) at which the writer checkpoints by itself, about 64 MiB. Only the
 /// writer can complete a checkpoint while writes go on (the thread's always lag the
 /// newest frames), and only a complete one lets the WAL start over from its beginning,
@@ -332,7 +332,7 @@ fn checkpoint_while_open(
 /// while writes go on: a WAL left big by a burst, or held back by a long read, has
 /// nothing to copy.
 fn pause_before_checkpoint(wal_frames: i64, copied_last_time: bool) -> Duration {
-    if copied_last_time && wal_frames >= WRITER_CHECKPOINT_PAGES * NEAR_BACKSTOP_PERCENT / 100 {
+    if copied_last_time && wal_frames >= NEAR_BACKSTOP_FRAMES {
         CHECKPOINT_NEAR_BACKSTOP_EVERY
     } else {
         CHECKPOINT_EVERY
@@ -470,7 +470,7 @@ mod tests {
 
     #[test]
     fn checkpoints_come_back_to_back_only_while_writes_bring_the_wal_near_the_backstop() {
-        let near = WRITER_CHECKPOINT_PAGES * NEAR_BACKSTOP_PERCENT / 100;
+        let near = NEAR_BACKSTOP_FRAMES;
         assert_eq!(pause_before_checkpoint(0, true), CHECKPOINT_EVERY);
         assert_eq!(
             pause_before_checkpoint(-1, false),
