@@ -10,7 +10,7 @@ use std::io::IsTerminal;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing::Level;
-use tracing_subscriber::filter::Targets;
+use tracing_subscriber::filter::{FilterExt, Targets, filter_fn};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
@@ -50,7 +50,7 @@ fn install(format: Option<&str>, default_filter: &str, for_tests: bool) -> Telem
     opentelemetry::global::set_text_map_propagator(
         opentelemetry_sdk::propagation::TraceContextPropagator::new(),
     );
-    let provider = tracer_provider();
+    let (provider, exporting) = tracer_provider();
     let tracer = provider.tracer("order-service");
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
@@ -64,11 +64,20 @@ fn install(format: Option<&str>, default_filter: &str, for_tests: bool) -> Telem
     // Nothing reads the OpenTelemetry context from the thread (the `traceparent` sent
     // downstream is taken from the span itself), and the busy/idle times are not worth a
     // clock read and a span lookup at every poll of every saga: both off.
+    // Without an exporter the spans serve only to name the trace sent downstream: events
+    // (kept as span events), code locations and thread names would be built per order and
+    // dropped unread, so the layer then sees spans only and records nothing extra.
     let otel = tracing_opentelemetry::layer()
         .with_tracer(tracer)
         .with_context_activation(false)
         .with_tracked_inactivity(false)
-        .with_filter(Targets::new().with_target("order_service", Level::INFO));
+        .with_location(exporting)
+        .with_threads(exporting)
+        .with_filter(
+            Targets::new()
+                .with_target("order_service", Level::INFO)
+                .and(filter_fn(move |metadata| exporting || metadata.is_span())),
+        );
     let logs = if for_tests {
         tracing_subscriber::fmt::layer()
             .json()
@@ -98,7 +107,9 @@ fn install(format: Option<&str>, default_filter: &str, for_tests: bool) -> Telem
     TelemetryGuard { provider }
 }
 
-fn tracer_provider() -> SdkTracerProvider {
+/// The tracer provider, and whether it exports (`OTEL_EXPORTER_OTLP_ENDPOINT` is set and
+/// the exporter could be built).
+fn tracer_provider() -> (SdkTracerProvider, bool) {
     let builder = SdkTracerProvider::builder().with_resource(
         opentelemetry_sdk::Resource::builder()
             .with_service_name(
@@ -108,16 +119,16 @@ fn tracer_provider() -> SdkTracerProvider {
     );
     let endpoint_set = std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT").is_ok_and(|v| !v.is_empty());
     if !endpoint_set {
-        return builder.build();
+        return (builder.build(), false);
     }
     match opentelemetry_otlp::SpanExporter::builder()
         .with_http()
         .build()
     {
-        Ok(exporter) => builder.with_batch_exporter(exporter).build(),
+        Ok(exporter) => (builder.with_batch_exporter(exporter).build(), true),
         Err(error) => {
             eprintln!("OTEL_EXPORTER_OTLP_ENDPOINT is set but the OTLP exporter failed: {error}");
-            builder.build()
+            (builder.build(), false)
         }
     }
 }
