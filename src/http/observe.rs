@@ -62,12 +62,7 @@ async fn record_metrics(request: Request, next: Next) -> Response {
     let method = request.method().clone();
     let started = Instant::now();
     let response = next.run(request).await;
-    metrics::http_request(
-        method.as_str(),
-        &route,
-        response.status().as_u16(),
-        started.elapsed(),
-    );
+    metrics::http_request(method, route, response.status().as_u16(), started.elapsed());
     response
 }
 

@@ -4,8 +4,13 @@
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
+use metrics::{
+    Counter, Gauge, Histogram, counter, describe_counter, describe_gauge, describe_histogram,
+    gauge, histogram,
+};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+use super::handles::Handles;
 
 /// Latency buckets, in seconds: from a cached replay to a saga with timeouts.
 const BUCKETS: &[f64] = &[
@@ -97,18 +102,48 @@ fn describe() {
 }
 
 /// Runs the exporter's housekeeping (drains histogram buffers); call every few seconds.
+/// Whether the recorder is installed, so that handles taken now are real.
+fn installed() -> bool {
+    HANDLE.get().is_some()
+}
+
+static HTTP: Handles<(http::Method, String, u16), (Counter, Histogram)> = Handles::new();
+static STEP_ATTEMPTS: Handles<(&str, &str, &str), (Counter, Histogram)> = Handles::new();
+static ORDERS_FINISHED: Handles<&str, Counter> = Handles::new();
+static WRITE_BATCHES: Handles<(&str, &str), Histogram> = Handles::new();
+static SAGAS_IN_FLIGHT: Handles<(), Gauge> = Handles::new();
+
 pub fn upkeep() {
     if let Some(handle) = HANDLE.get() {
         handle.run_upkeep();
     }
 }
 
-pub fn http_request(method: &str, route: &str, status: u16, elapsed: Duration) {
-    let method = method.to_owned();
-    let route = route.to_owned();
-    counter!("http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status.to_string()).increment(1);
-    histogram!("http_request_duration_seconds", "method" => method, "route" => route)
-        .record(elapsed.as_secs_f64());
+pub fn http_request(method: http::Method, route: String, status: u16, elapsed: Duration) {
+    HTTP.with(
+        installed(),
+        (method, route, status),
+        |(method, route, status)| {
+            let labels = |with_status: bool| {
+                let mut labels = vec![
+                    ("method", method.as_str().to_owned()),
+                    ("route", route.clone()),
+                ];
+                if with_status {
+                    labels.push(("status", status.to_string()));
+                }
+                labels
+            };
+            (
+                counter!("http_requests_total", &labels(true)),
+                histogram!("http_request_duration_seconds", &labels(false)),
+            )
+        },
+        |(requests, duration)| {
+            requests.increment(1);
+            duration.record(elapsed.as_secs_f64());
+        },
+    );
 }
 
 pub fn step_attempt(
@@ -117,9 +152,20 @@ pub fn step_attempt(
     outcome: &'static str,
     elapsed: Duration,
 ) {
-    counter!("saga_step_attempts_total", "service" => service, "step" => step, "outcome" => outcome).increment(1);
-    histogram!("saga_step_duration_seconds", "service" => service, "step" => step)
-        .record(elapsed.as_secs_f64());
+    STEP_ATTEMPTS.with(
+        installed(),
+        (service, step, outcome),
+        |&(service, step, outcome)| {
+            (
+                counter!("saga_step_attempts_total", "service" => service, "step" => step, "outcome" => outcome),
+                histogram!("saga_step_duration_seconds", "service" => service, "step" => step),
+            )
+        },
+        |(attempts, duration)| {
+            attempts.increment(1);
+            duration.record(elapsed.as_secs_f64());
+        },
+    );
 }
 
 pub fn retry(service: &'static str, step: &'static str) {
@@ -127,7 +173,12 @@ pub fn retry(service: &'static str, step: &'static str) {
 }
 
 pub fn order_finished(status: &'static str) {
-    counter!("orders_finished_total", "status" => status).increment(1);
+    ORDERS_FINISHED.with(
+        installed(),
+        status,
+        |&status| counter!("orders_finished_total", "status" => status),
+        |finished| finished.increment(1),
+    );
 }
 
 pub fn reservation_outcome_unknown() {
@@ -161,8 +212,23 @@ pub fn db_pool(idle: usize, in_use: usize) {
 
 /// One commit of `writes` writes of kind `write` (`any` where kinds are mixed).
 pub fn write_batch(database: &'static str, write: &'static str, writes: usize) {
-    histogram!("db_write_batch_size", "database" => database, "write" => write)
-        .record(writes as f64);
+    WRITE_BATCHES.with(
+        installed(),
+        (database, write),
+        |&(database, write)| {
+            histogram!("db_write_batch_size", "database" => database, "write" => write)
+        },
+        |batches| batches.record(writes as f64),
+    );
+}
+
+fn sagas_in_flight(change: f64) {
+    SAGAS_IN_FLIGHT.with(
+        installed(),
+        (),
+        |()| gauge!("sagas_in_flight"),
+        |in_flight| in_flight.increment(change),
+    );
 }
 
 /// Counts a saga in `sagas_in_flight` for as long as it lives.
@@ -170,13 +236,13 @@ pub struct InFlight(());
 
 impl InFlight {
     pub fn start() -> Self {
-        gauge!("sagas_in_flight").increment(1.0);
+        sagas_in_flight(1.0);
         Self(())
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        gauge!("sagas_in_flight").decrement(1.0);
+        sagas_in_flight(-1.0);
     }
 }

@@ -2,6 +2,7 @@
 //! follow W3C trace context across services and go to an OTLP collector when
 //! `OTEL_EXPORTER_OTLP_ENDPOINT` is set; metrics are Prometheus text at `/metrics`.
 
+mod handles;
 pub mod metrics;
 pub mod propagation;
 
