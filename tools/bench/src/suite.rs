@@ -164,13 +164,7 @@ pub async fn run(
         ("RUST_LOG".to_owned(), "warn".to_owned()),
         ("LOG_FORMAT".to_owned(), "json".to_owned()),
     ];
-    // The sandbox stands in for services that run on other machines, yet here it shares
-    // the cores with the service under test: one runtime thread does its work with fewer
-    // wake-ups and thread hand-offs than one per core (alternating runs at 64: the service
-    // got ~6 % more orders/s through in 5 of 6 pairs, see BENCHMARKS.md).
-    let mut sandbox_env = quiet.to_vec();
-    sandbox_env.push(("TOKIO_WORKER_THREADS".to_owned(), "1".to_owned()));
-    let mut sandbox = Process::start("sandbox", binary, &sandbox_args, &sandbox_env, dir)?;
+    let mut sandbox = Process::start("sandbox", binary, &sandbox_args, &quiet, dir)?;
     let result = async {
         for port in base + 1..=base + 3 {
             let url = format!("http://127.0.0.1:{port}/health");
