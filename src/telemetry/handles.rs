@@ -51,34 +51,37 @@ mod tests {
 
     use super::*;
 
+    /// Counts registrations; each registered handle is the count so far.
+    #[derive(Default)]
+    struct Registrations(Cell<u32>);
+
+    impl Registrations {
+        fn register(&self, _key: &&str) -> u32 {
+            self.0.set(self.0.get() + 1);
+            self.0.get()
+        }
+    }
+
     #[test]
     fn registers_once_per_key_once_installed() {
         let handles: Handles<&str, u32> = Handles::new();
-        let registered = Cell::new(0);
-        let register = |_: &&str| {
-            registered.set(registered.get() + 1);
-            registered.get()
-        };
+        let registrations = Registrations::default();
         let mut seen = Vec::new();
         for key in ["a", "a", "b", "a"] {
-            handles.with(true, key, register, |h| seen.push(*h));
+            handles.with(true, key, |k| registrations.register(k), |h| seen.push(*h));
         }
         assert_eq!(seen, [1, 1, 2, 1]);
-        assert_eq!(registered.get(), 2);
+        assert_eq!(registrations.0.get(), 2);
     }
 
     #[test]
     fn keeps_nothing_before_the_recorder_is_installed() {
         let handles: Handles<&str, u32> = Handles::new();
-        let registered = Cell::new(0);
-        let register = |_: &&str| {
-            registered.set(registered.get() + 1);
-            registered.get()
-        };
-        handles.with(false, "a", register, |_| {});
-        handles.with(false, "a", register, |_| {});
+        let registrations = Registrations::default();
+        handles.with(false, "a", |k| registrations.register(k), |_| {});
+        handles.with(false, "a", |k| registrations.register(k), |_| {});
         let mut seen = 0;
-        handles.with(true, "a", register, |h| seen = *h);
-        assert_eq!((registered.get(), seen), (3, 3));
+        handles.with(true, "a", |k| registrations.register(k), |h| seen = *h);
+        assert_eq!((registrations.0.get(), seen), (3, 3));
     }
 }
