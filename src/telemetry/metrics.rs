@@ -101,7 +101,6 @@ fn describe() {
     );
 }
 
-/// Runs the exporter's housekeeping (drains histogram buffers); call every few seconds.
 /// Whether the recorder is installed, so that handles taken now are real.
 fn installed() -> bool {
     HANDLE.get().is_some()
@@ -113,6 +112,7 @@ static ORDERS_FINISHED: Handles<&str, Counter> = Handles::new();
 static WRITE_BATCHES: Handles<(&str, &str), Histogram> = Handles::new();
 static SAGAS_IN_FLIGHT: Handles<(), Gauge> = Handles::new();
 
+/// Runs the exporter's housekeeping (drains histogram buffers); call every few seconds.
 pub fn upkeep() {
     if let Some(handle) = HANDLE.get() {
         handle.run_upkeep();
@@ -124,19 +124,10 @@ pub fn http_request(method: http::Method, route: String, status: u16, elapsed: D
         installed(),
         (method, route, status),
         |(method, route, status)| {
-            let labels = |with_status: bool| {
-                let mut labels = vec![
-                    ("method", method.as_str().to_owned()),
-                    ("route", route.clone()),
-                ];
-                if with_status {
-                    labels.push(("status", status.to_string()));
-                }
-                labels
-            };
+            let method = method.as_str().to_owned();
             (
-                counter!("http_requests_total", &labels(true)),
-                histogram!("http_request_duration_seconds", &labels(false)),
+                counter!("http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status.to_string()),
+                histogram!("http_request_duration_seconds", "method" => method, "route" => route.clone()),
             )
         },
         |(requests, duration)| {
