@@ -29,7 +29,7 @@ use crate::domain::order::{Failure, FailureKind, Order, OrderStatus, Step};
 use crate::domain::progress::SagaStep;
 use crate::domain::when;
 use crate::downstream::{CallContext, CallError, Downstream, RetryPolicy};
-use crate::store::{Flush, Lease, NewEvent, Store, StoreError};
+use crate::store::{ExpectedWriter, Flush, Lease, NewEvent, Store, StoreError};
 use crate::telemetry::metrics;
 
 /// Renders the answer a client gets for a settled order, so it can be stored with the
@@ -193,6 +193,8 @@ impl Saga {
     ) -> Result<Order, SagaError> {
         let span = tracing::info_span!("saga", order_id = %order.id);
         let _in_flight = metrics::InFlight::start();
+        // Its saves are coming: the SQLite writer may hold a lone write back for them.
+        let _writing = ExpectedWriter::enter();
         async move {
             // Inside the saga's span: its calls name it as their parent.
             let ctx = CallContext::new(order.id, request_id);

@@ -4,6 +4,7 @@
 //! Each dialect has its own file and migrations folder; both implement the same small set
 //! of operations, and the same tests run against both.
 
+mod expected_writers;
 mod pg_batch;
 mod pg_writes;
 mod postgres;
@@ -18,6 +19,7 @@ use crate::domain::ids::{OrderId, UserId};
 use crate::domain::order::Order;
 use crate::domain::when::Timestamp;
 
+pub use expected_writers::ExpectedWriter;
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
