@@ -58,6 +58,7 @@ impl Linger {
         batch < self.below && expected_writers >= batch + self.others
     }
 }
+
 /// How often the checkpoint thread copies the WAL into the database file. Often: under
 /// load the WAL grows by ~40 KiB per order (each commit writes every page it touched),
 /// over 100 MiB/s at 4,000 orders/s. Every 100 ms let it reach the writer's backstop
