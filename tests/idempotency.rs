@@ -21,6 +21,7 @@ on_both_databases!(
     expired_key_starts_a_new_order,
     harmless_body_differences_are_the_same_request,
     settled_answers_are_kept_in_memory,
+    repeats_answered_from_memory_still_check_key_and_body,
 );
 
 async fn post_raw(
@@ -279,5 +280,34 @@ async fn settled_answers_are_kept_in_memory(backend: Backend) {
     );
     let (status, order) = json_of(app.get_order(&id).await).await;
     assert_eq!((status, order["status"].as_str()), (200, Some("completed")));
+    app.stop().await;
+}
+
+/// Repeats with the same bytes are answered from memory without parsing the body again;
+/// a body that differs, or another key, must still be told apart there.
+async fn repeats_answered_from_memory_still_check_key_and_body(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let first = app.post_order(&order_body(1), Some("fast-1")).await;
+    assert_eq!(first.status(), 201);
+    let first = first.bytes().await.unwrap();
+    let mut harmless = order_body(1);
+    harmless["extra"] = json!("ignored");
+    // Twice each: the first time finds the answer by fingerprint and remembers the
+    // bytes, the second finds it by them.
+    for body in [&order_body(1), &order_body(1), &harmless, &harmless] {
+        let again = app.post_order(body, Some("fast-1")).await;
+        assert_eq!(again.status(), 201);
+        assert_eq!(again.headers()["idempotent-replayed"], "true");
+        assert_eq!(again.bytes().await.unwrap(), first);
+    }
+    for _ in 0..2 {
+        let (status, body) = json_of(app.post_order(&order_body(2), Some("fast-1")).await).await;
+        assert_eq!(status, 422, "{body}");
+    }
+    let other_key = app.post_order(&order_body(1), Some("fast-2")).await;
+    assert_eq!(other_key.status(), 201);
+    assert!(other_key.headers().get("idempotent-replayed").is_none());
+    assert_ne!(other_key.bytes().await.unwrap(), first);
+    assert_eq!(app.payments().await.payments.len(), 2);
     app.stop().await;
 }

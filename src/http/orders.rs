@@ -1,5 +1,7 @@
 //! `POST /orders` and `GET /orders/{id}`.
 
+use std::sync::Arc;
+
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
@@ -54,18 +56,15 @@ pub async fn create(
     request_id: Option<axum::Extension<RequestId>>,
     JsonBytes(body): JsonBytes,
 ) -> Result<Response, ApiError> {
+    if let Some(answer) = replay_of_same_bytes(&state, &headers, &body) {
+        return answer;
+    }
     let new = parse_new_order(&body).map_err(|e| match e {
         BodyError::MalformedJson { offset, message } => ApiError::MalformedJson { offset, message },
         BodyError::Invalid(errors) => ApiError::Validation(errors),
     })?;
     let key = key_of(&headers)?;
-    // A service known to be down fails the order fast, before anything is done for it.
-    if let Some((service, retry_after)) = state.saga.downstream().open_breaker() {
-        return Err(ApiError::Unavailable {
-            service: service.as_str(),
-            retry_after,
-        });
-    }
+    fail_fast_if_a_service_is_down(&state)?;
     let request_id = request_id
         .and_then(|id| id.0.header_value().to_str().ok().map(str::to_owned))
         .unwrap_or_default();
@@ -81,7 +80,7 @@ pub async fn create(
         Some(key) => {
             let fingerprint = Fingerprint::of(&new);
             if let Some(first) = state.cache.replay(&new.user_id, key) {
-                return replay(&first, &fingerprint);
+                return replay(&state, key, &body, first, &fingerprint);
             }
             let user = new.user_id.clone();
             match claim_key(&state, new, key, &fingerprint).await? {
@@ -89,7 +88,7 @@ pub async fn create(
                     replayable = Some((user, key.clone(), fingerprint));
                     *order
                 }
-                Claim::Replay(first) => return replay(&first, &fingerprint),
+                Claim::Replay(first) => return replay(&state, key, &body, first, &fingerprint),
             }
         }
     };
@@ -129,11 +128,12 @@ pub async fn create(
         Some(response) => {
             if let Some((user, key, fingerprint)) = replayable {
                 let ttl = chrono::Duration::from_std(state.idempotency_ttl).unwrap_or_default();
-                let first = Replay {
+                let first = Arc::new(Replay {
                     fingerprint,
                     expires_at: order.created_at + ttl,
                     response: response.clone(),
-                };
+                });
+                state.cache.remember_same_bytes(&key, &body, first.clone());
                 state.cache.remember_replay(&user, &key, first);
             }
             response.clone()
@@ -149,7 +149,15 @@ pub async fn create(
 }
 
 /// Answers a repeat of a key with its first answer, or refuses another body under it.
-fn replay(first: &Replay, fingerprint: &Fingerprint) -> Result<Response, ApiError> {
+/// Once this body matched, a request with its exact bytes is answered from memory
+/// ([`replay_of_same_bytes`]).
+fn replay(
+    state: &AppState,
+    key: &IdempotencyKey,
+    body: &[u8],
+    first: Arc<Replay>,
+    fingerprint: &Fingerprint,
+) -> Result<Response, ApiError> {
     if first.fingerprint != *fingerprint {
         metrics::idempotency_conflict("body_mismatch");
         return Err(ApiError::KeyReused(
@@ -157,7 +165,42 @@ fn replay(first: &Replay, fingerprint: &Fingerprint) -> Result<Response, ApiErro
         ));
     }
     metrics::idempotency_replay();
-    Ok(stored(first.response.clone(), true))
+    let response = stored(first.response.clone(), true);
+    state.cache.remember_same_bytes(key, body, first);
+    Ok(response)
+}
+
+/// A repeat, byte for byte, of a request whose answer is remembered: that answer, before
+/// the body is parsed again (see `AnswerCache::replay_of_same_bytes`). Anything else —
+/// no key, a bad key header, bytes not seen before — goes the full way, which reports
+/// errors in its own order. A known-down service still fails the request first, as on
+/// the full way.
+fn replay_of_same_bytes(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Option<Result<Response, ApiError>> {
+    let Ok(Some(key)) = key_of(headers) else {
+        return None;
+    };
+    let first = state.cache.replay_of_same_bytes(&key, body)?;
+    if let Err(down) = fail_fast_if_a_service_is_down(state) {
+        return Some(Err(down));
+    }
+    metrics::idempotency_replay();
+    Some(Ok(stored(first.response.clone(), true)))
+}
+
+/// A service known to be down (its circuit breaker open) fails the order fast, before
+/// anything is done for it.
+fn fail_fast_if_a_service_is_down(state: &AppState) -> Result<(), ApiError> {
+    match state.saga.downstream().open_breaker() {
+        Some((service, retry_after)) => Err(ApiError::Unavailable {
+            service: service.as_str(),
+            retry_after,
+        }),
+        None => Ok(()),
+    }
 }
 
 /// `GET /orders/{id}`.
@@ -194,7 +237,7 @@ enum Claim {
     /// The key is ours: the order is stored and its saga may start.
     New(Box<Order>),
     /// The key answered before: replay that.
-    Replay(Replay),
+    Replay(Arc<Replay>),
 }
 
 /// Stores the order under `key`, or finds out what the key already means.
@@ -232,11 +275,11 @@ async fn claim_key(
         record_order_id(&record.order_id);
         return match record.response {
             Some(response) => {
-                let first = Replay {
+                let first = Arc::new(Replay {
                     fingerprint: record.fingerprint,
                     expires_at: record.expires_at,
                     response,
-                };
+                });
                 // Remembered whatever this request's body: the first answer is fixed.
                 state.cache.remember_replay(&user, key, first.clone());
                 Ok(Claim::Replay(first))

@@ -176,8 +176,9 @@ pub fn cpu_seconds(stat_path: &str) -> anyhow::Result<f64> {
 pub struct MachineCpu {
     /// Running anything here (not idle, not waiting for I/O).
     pub busy: f64,
-    /// Taken by the hypervisor for other guests ("steal"): on a shared VM the benchmark
-    /// had that much less CPU than the core count says.
+    /// Taken by the hypervisor ("steal": for other guests, or for the host's side of this
+    /// guest's disk writes): on a shared VM the benchmark had that much less CPU than the
+    /// core count says.
     pub stolen: f64,
 }
 

@@ -64,7 +64,7 @@ pub struct CpuUse {
     pub loadgen: f64,
     /// The rest of the machine: the PostgreSQL server, and anything else that ran.
     pub other: f64,
-    /// Taken by the hypervisor for other guests (zero in runs saved before it was kept).
+    /// Taken by the hypervisor ("steal"; zero in runs saved before it was kept).
     #[serde(default)]
     pub stolen: f64,
     pub wall: f64,
