@@ -48,7 +48,7 @@ impl Weighter<OrderId, Bytes> for BodyWeight {
 }
 
 /// A key with the exact bytes of a request body that was answered under it.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(PartialEq, Eq)]
 struct SameRequest {
     key: IdempotencyKey,
     body: Bytes,

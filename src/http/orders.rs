@@ -56,14 +56,18 @@ pub async fn create(
     request_id: Option<axum::Extension<RequestId>>,
     JsonBytes(body): JsonBytes,
 ) -> Result<Response, ApiError> {
-    if let Some(answer) = replay_of_same_bytes(&state, &headers, &body) {
+    let key = key_of(&headers);
+    if let Ok(Some(key)) = &key
+        && let Some(answer) = replay_of_same_bytes(&state, key, &body)
+    {
         return answer;
     }
     let new = parse_new_order(&body).map_err(|e| match e {
         BodyError::MalformedJson { offset, message } => ApiError::MalformedJson { offset, message },
         BodyError::Invalid(errors) => ApiError::Validation(errors),
     })?;
-    let key = key_of(&headers)?;
+    // A bad key header is reported after the body's problems, as it always was.
+    let key = key?;
     fail_fast_if_a_service_is_down(&state)?;
     let request_id = request_id
         .and_then(|id| id.0.header_value().to_str().ok().map(str::to_owned))
@@ -171,19 +175,16 @@ fn replay(
 }
 
 /// A repeat, byte for byte, of a request whose answer is remembered: that answer, before
-/// the body is parsed again (see `AnswerCache::replay_of_same_bytes`). Anything else —
-/// no key, a bad key header, bytes not seen before — goes the full way, which reports
-/// errors in its own order. A known-down service still fails the request first, as on
-/// the full way.
+/// the body is parsed again (see `AnswerCache::replay_of_same_bytes`). Bytes not seen
+/// before under `key` go the full way (so do requests without a key or with a bad key
+/// header), which reports errors in its own order. A known-down service still fails the
+/// request first, as on the full way.
 fn replay_of_same_bytes(
     state: &AppState,
-    headers: &HeaderMap,
+    key: &IdempotencyKey,
     body: &[u8],
 ) -> Option<Result<Response, ApiError>> {
-    let Ok(Some(key)) = key_of(headers) else {
-        return None;
-    };
-    let first = state.cache.replay_of_same_bytes(&key, body)?;
+    let first = state.cache.replay_of_same_bytes(key, body)?;
     if let Err(down) = fail_fast_if_a_service_is_down(state) {
         return Some(Err(down));
     }

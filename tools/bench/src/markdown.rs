@@ -174,22 +174,21 @@ fn render_database(out: &mut String, run: &DatabaseRun, reference: usize) {
 /// with `fdatasync`, and none without the writes), which a quieter machine may not
 /// remove.
 fn stolen_note<'a>(points: impl IntoIterator<Item = (bool, &'a CpuUse)>) -> Option<String> {
-    let (mut most_writing, mut most_reading) = (0.0_f64, 0.0_f64);
-    let mut any_reading = false;
+    // The most stolen in a writing point, and in a reading one (`None`: no such point).
+    let (mut most_writing, mut most_reading) = (0.0_f64, None::<f64>);
     for (writes, cpu) in points {
         let stolen = cpu.cores(cpu.stolen);
         if writes {
             most_writing = most_writing.max(stolen);
         } else {
-            any_reading = true;
-            most_reading = most_reading.max(stolen);
+            most_reading = Some(most_reading.unwrap_or(0.0).max(stolen));
         }
     }
-    let most = most_writing.max(most_reading);
+    let most = most_writing.max(most_reading.unwrap_or(0.0));
     if most <= NOTABLE_STEAL_CORES {
         return None;
     }
-    let only_writing = any_reading && most_reading <= NOTABLE_STEAL_CORES;
+    let only_writing = most_reading.is_some_and(|reading| reading <= NOTABLE_STEAL_CORES);
     Some(format!(
         "- **The hypervisor took CPU from this run:** up to **{most:.2} cores** of steal \
          time (`/proc/stat`) during a point (last column). The numbers are lower than \
