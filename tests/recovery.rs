@@ -39,6 +39,7 @@ on_both_databases!(
     unknown_reservation_is_resolved_by_an_operator,
     slow_saga_answers_202_and_a_replay_returns_the_final_answer,
     open_breaker_refuses_new_orders_before_any_side_effect,
+    an_open_breaker_still_replays_keys_that_answered,
     sigterm_lets_in_flight_sagas_finish,
     a_step_longer_than_the_lease_keeps_it,
     a_run_whose_lease_was_taken_stops_before_its_next_call,
@@ -801,6 +802,79 @@ async fn open_breaker_refuses_new_orders_before_any_side_effect(backend: Backend
     assert!(
         metrics.contains(r#"circuit_breaker_state{service="payment"} 0"#),
         "{metrics}"
+    );
+    app.stop().await;
+}
+
+/// A replay calls no downstream service, so an open breaker does not stop it: a key
+/// that answered gets its first answer (from memory, and after a restart from the
+/// database); a new key is still refused with `503`.
+async fn an_open_breaker_still_replays_keys_that_answered(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let database_url = match &backend {
+        Backend::Sqlite => format!("sqlite://{}", dir.path().join("orders.db").display()),
+        Backend::Postgres(base) => common::fresh_schema(base).await,
+    };
+    let options = || Options {
+        database_url: Some(database_url.clone()),
+        ..with_breaker(2, Duration::from_secs(60))
+    };
+    let failing_payments =
+        json!({"endpoint": "POST /payments", "errorRate": 1.0, "errorStatus": 503});
+    let app = TestApp::spawn_with(backend.clone(), options()).await;
+    let answered = app.post_order(&order_body(1), Some("answered")).await;
+    assert_eq!(answered.status(), 201);
+    let answered = answered.bytes().await.unwrap();
+    app.fault("payment", failing_payments.clone()).await;
+    let opened_it = app.post_order(&order_body(1), Some("opened-it")).await;
+    assert_eq!(
+        opened_it.status(),
+        502,
+        "the failure that opens the breaker"
+    );
+    let opened_it = opened_it.bytes().await.unwrap();
+    let refused = app.post_order(&order_body(1), Some("new-while-open")).await;
+    assert_eq!(refused.status(), 503, "a new key is refused while open");
+
+    let mut harmless = order_body(1);
+    harmless["extra"] = json!("ignored");
+    // The same bytes (answered from memory by them), then other bytes with the same
+    // fingerprint, which go the full way.
+    for body in [&order_body(1), &harmless] {
+        let again = app.post_order(body, Some("answered")).await;
+        assert_eq!(again.status(), 201);
+        assert_eq!(again.headers()["idempotent-replayed"], "true");
+        assert_eq!(again.bytes().await.unwrap(), answered);
+    }
+    let again = app.post_order(&order_body(1), Some("opened-it")).await;
+    assert_eq!(again.status(), 502);
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    assert_eq!(again.bytes().await.unwrap(), opened_it);
+    let (status, body) = json_of(app.post_order(&order_body(2), Some("answered")).await).await;
+    assert_eq!(status, 422, "another body under the key: {body}");
+    app.stop().await;
+
+    // Restarted on the same database: nothing in memory, the breaker opened again by an
+    // order without a key.
+    let app = TestApp::spawn_with(backend, options()).await;
+    app.fault("payment", failing_payments).await;
+    assert_eq!(app.post_order(&order_body(1), None).await.status(), 502);
+    let refused = app
+        .post_order(&order_body(1), Some("new-after-restart"))
+        .await;
+    assert_eq!(refused.status(), 503, "the breaker is open again");
+    let again = app.post_order(&order_body(1), Some("answered")).await;
+    assert_eq!(again.status(), 201);
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    assert_eq!(again.bytes().await.unwrap(), answered);
+    let (status, body) = json_of(app.post_order(&order_body(2), Some("opened-it")).await).await;
+    assert_eq!(status, 422, "another body under the key: {body}");
+
+    let (_, listed) = app.get_json("/orders").await;
+    assert_eq!(
+        listed["orders"].as_array().unwrap().len(),
+        3,
+        "two orders before the restart, one after; none for a refused key"
     );
     app.stop().await;
 }

@@ -15,12 +15,12 @@ use super::observe::record_order_id;
 use super::order_view::{self, JsonAnswer};
 use super::{ApiError, AppState, json_response, order_id_of};
 use crate::domain::idempotency::{Fingerprint, IdempotencyKey, StoredResponse};
-
+use crate::domain::ids::UserId;
 use crate::domain::order::{NewOrder, Order};
 use crate::domain::validation::{BodyError, parse_new_order};
 use crate::domain::when;
 use crate::saga::{Answer, SagaError};
-use crate::store::{NewEvent, NewKey, StoreError};
+use crate::store::{KeyRecord, NewEvent, NewKey, StoreError};
 use crate::telemetry::metrics;
 
 /// Creates an order and runs its saga; with an idempotency key, a repeat gets the first
@@ -68,7 +68,12 @@ pub async fn create(
     })?;
     // A bad key header is reported after the body's problems, as it always was.
     let key = key?;
-    fail_fast_if_a_service_is_down(&state)?;
+    if let Err(down) = fail_fast_if_a_service_is_down(&state) {
+        return match &key {
+            Some(key) => replay_while_down(&state, &new, key, &body, down).await,
+            None => Err(down),
+        };
+    }
     let request_id = request_id
         .and_then(|id| id.0.header_value().to_str().ok().map(str::to_owned))
         .unwrap_or_default();
@@ -177,19 +182,40 @@ fn replay(
 /// A repeat, byte for byte, of a request whose answer is remembered: that answer, before
 /// the body is parsed again (see `AnswerCache::replay_of_same_bytes`). Bytes not seen
 /// before under `key` go the full way (so do requests without a key or with a bad key
-/// header), which reports errors in its own order. A known-down service still fails the
-/// request first, as on the full way.
+/// header), which reports errors in its own order. Like every replay it calls no
+/// downstream service, so an open circuit breaker does not stop it.
 fn replay_of_same_bytes(
     state: &AppState,
     key: &IdempotencyKey,
     body: &[u8],
 ) -> Option<Result<Response, ApiError>> {
     let first = state.cache.replay_of_same_bytes(key, body)?;
-    if let Err(down) = fail_fast_if_a_service_is_down(state) {
-        return Some(Err(down));
-    }
     metrics::idempotency_replay();
     Some(Ok(stored(first.response.clone(), true)))
+}
+
+/// While a downstream service is known to be down, a key that already means something
+/// still gets what it means (its first answer, `422` for another body, `409` while its
+/// first request runs): none of that calls the service. Only a new order is refused,
+/// with `down`, before anything is stored for it.
+async fn replay_while_down(
+    state: &AppState,
+    new: &NewOrder,
+    key: &IdempotencyKey,
+    body: &[u8],
+    down: ApiError,
+) -> Result<Response, ApiError> {
+    let fingerprint = Fingerprint::of(new);
+    if let Some(first) = state.cache.replay(&new.user_id, key) {
+        return replay(state, key, body, first, &fingerprint);
+    }
+    match state.saga.store().find_key(&new.user_id, key).await? {
+        Some(record) if record.expires_at >= when::now() => {
+            let first = what_the_key_means(state, &new.user_id, key, record, &fingerprint)?;
+            replay(state, key, body, first, &fingerprint)
+        }
+        _ => Err(down),
+    }
 }
 
 /// A service known to be down (its circuit breaker open) fails the order fast, before
@@ -273,32 +299,44 @@ async fn claim_key(
             store.delete_expired_key(&user, key, now).await?;
             continue;
         }
-        record_order_id(&record.order_id);
-        return match record.response {
-            Some(response) => {
-                let first = Arc::new(Replay {
-                    fingerprint: record.fingerprint,
-                    expires_at: record.expires_at,
-                    response,
-                });
-                // Remembered whatever this request's body: the first answer is fixed.
-                state.cache.remember_replay(&user, key, first.clone());
-                Ok(Claim::Replay(first))
-            }
-            None if record.fingerprint != *fingerprint => {
-                metrics::idempotency_conflict("body_mismatch");
-                Err(ApiError::KeyReused(
-                    "This idempotency key was already used with a different request body"
-                        .to_owned(),
-                ))
-            }
-            None => {
-                metrics::idempotency_conflict("in_progress");
-                Err(ApiError::KeyInProgress)
-            }
-        };
+        return what_the_key_means(state, &user, key, record, fingerprint).map(Claim::Replay);
     }
     Err(ApiError::KeyInProgress)
+}
+
+/// What a stored, unexpired key means for a request with `fingerprint`: its first answer
+/// to replay (the caller compares fingerprints), or, while its first request still runs,
+/// `422` for another body and `409` for the same.
+fn what_the_key_means(
+    state: &AppState,
+    user: &UserId,
+    key: &IdempotencyKey,
+    record: KeyRecord,
+    fingerprint: &Fingerprint,
+) -> Result<Arc<Replay>, ApiError> {
+    record_order_id(&record.order_id);
+    match record.response {
+        Some(response) => {
+            let first = Arc::new(Replay {
+                fingerprint: record.fingerprint,
+                expires_at: record.expires_at,
+                response,
+            });
+            // Remembered whatever this request's body: the first answer is fixed.
+            state.cache.remember_replay(user, key, first.clone());
+            Ok(first)
+        }
+        None if record.fingerprint != *fingerprint => {
+            metrics::idempotency_conflict("body_mismatch");
+            Err(ApiError::KeyReused(
+                "This idempotency key was already used with a different request body".to_owned(),
+            ))
+        }
+        None => {
+            metrics::idempotency_conflict("in_progress");
+            Err(ApiError::KeyInProgress)
+        }
+    }
 }
 
 enum InsertError {
