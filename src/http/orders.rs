@@ -46,7 +46,7 @@ use crate::telemetry::metrics;
         (status = 415, description = "Content-Type is not JSON", body = super::schema::ErrorBody),
         (status = 422, description = "Invalid body, malformed JSON, or a key reused with another body", body = super::schema::UnprocessableBody),
         (status = 502, description = "A downstream service failed or was unreachable; done steps undone", body = super::schema::OrderSchema),
-        (status = 503, description = "A downstream service is known to be down; nothing was done", body = super::schema::ErrorBody),
+        (status = 503, description = "A downstream service is known to be down; nothing was done (a key that already answered is still replayed)", body = super::schema::ErrorBody),
         (status = 504, description = "A downstream service did not answer in time", body = super::schema::OrderSchema),
     )
 )]
