@@ -6,6 +6,7 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
 use axum::extract::{MatchedPath, Request, State};
+use axum::http::HeaderName;
 use axum::middleware::Next;
 use axum::response::Response;
 use axum::routing::get;
@@ -72,7 +73,11 @@ pub(crate) async fn record(
 }
 
 fn recorded(request: &Request) -> RecordedRequest {
-    let header = |name: &str| {
+    // Names as `HeaderName`s, not `&str`s, which would be parsed again at every lookup.
+    static IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
+    static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+    static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+    let header = |name: &HeaderName| {
         request
             .headers()
             .get(name)
@@ -85,9 +90,9 @@ fn recorded(request: &Request) -> RecordedRequest {
     };
     RecordedRequest {
         endpoint,
-        idempotency_key: header("idempotency-key"),
-        request_id: header("x-request-id"),
-        traceparent: header("traceparent"),
+        idempotency_key: header(&IDEMPOTENCY_KEY),
+        request_id: header(&REQUEST_ID),
+        traceparent: header(&TRACEPARENT),
     }
 }
 
