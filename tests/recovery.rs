@@ -9,12 +9,13 @@ mod common;
 use std::time::Duration;
 
 use common::{Backend, Options, TestApp, json_of, order_body};
-use order_service::domain::idempotency::StoredResponse;
+use order_service::domain::idempotency::{Fingerprint, IdempotencyKey, StoredResponse};
 use order_service::domain::ids::ReservationId;
 use order_service::domain::order::Order;
+use order_service::domain::validation::parse_new_order;
 use order_service::domain::when;
 use order_service::saga::recovery::Recovery;
-use order_service::store::Lease;
+use order_service::store::{Lease, NewKey};
 use platform_sandbox::ledger::ReservationStatus;
 use serde_json::{Value, json};
 
@@ -808,7 +809,8 @@ async fn open_breaker_refuses_new_orders_before_any_side_effect(backend: Backend
 
 /// A replay calls no downstream service, so an open breaker does not stop it: a key
 /// that answered gets its first answer (from memory, and after a restart from the
-/// database); a new key is still refused with `503`.
+/// database), a key still running `409`, another body `422`; a new key is still
+/// refused with `503`.
 async fn an_open_breaker_still_replays_keys_that_answered(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
     let database_url = match &backend {
@@ -870,11 +872,42 @@ async fn an_open_breaker_still_replays_keys_that_answered(backend: Backend) {
     let (status, body) = json_of(app.post_order(&order_body(2), Some("opened-it")).await).await;
     assert_eq!(status, 422, "another body under the key: {body}");
 
+    // A key whose first request another process still runs: `409` for the same body,
+    // `422` for another, as when no breaker is open.
+    let body = serde_json::to_vec(&order_body(1)).unwrap();
+    let running = Order::create(parse_new_order(&body).unwrap());
+    let key = IdempotencyKey::parse("still-running").unwrap();
+    let fingerprint = Fingerprint::of(&parse_new_order(&body).unwrap());
+    let other_process = Lease {
+        owner: "another-process".to_owned(),
+        ttl: Duration::from_secs(60),
+    };
+    app.state
+        .saga
+        .store()
+        .insert_order(
+            &running,
+            Some(NewKey {
+                key: &key,
+                fingerprint: &fingerprint,
+                expires_at: when::now() + chrono::Duration::hours(1),
+            }),
+            &common::created_event(),
+            &other_process,
+        )
+        .await
+        .unwrap();
+    let in_progress = app.post_order(&order_body(1), Some("still-running")).await;
+    assert_eq!(in_progress.status(), 409);
+    assert!(in_progress.headers().get("retry-after").is_some());
+    let (status, body) = json_of(app.post_order(&order_body(2), Some("still-running")).await).await;
+    assert_eq!(status, 422, "another body under a running key: {body}");
+
     let (_, listed) = app.get_json("/orders").await;
     assert_eq!(
         listed["orders"].as_array().unwrap().len(),
-        3,
-        "two orders before the restart, one after; none for a refused key"
+        4,
+        "two orders before the restart, one after, the running one; none for a refused key"
     );
     app.stop().await;
 }
