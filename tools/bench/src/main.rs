@@ -6,6 +6,8 @@
 //! - `database`: a fresh SQLite file or PostgreSQL schema per run.
 //! - `procs`: the sandbox and service processes, their CPU time and memory from `/proc`.
 //! - `suite`: the points of one database, each run with the `loadgen` library.
+//! - `speed`, `loopback`: how fast the machine computes, and passes messages between
+//!   threads, just before each point.
 //! - `check`: what fails a run (errors, never speed).
 //! - `markdown`, `chart`: the section for `BENCHMARKS.md` and the SVG chart.
 
@@ -13,6 +15,7 @@ mod chart;
 mod check;
 mod cli;
 mod database;
+mod loopback;
 mod machine;
 mod markdown;
 mod procs;

@@ -15,6 +15,9 @@ const NOTABLE_STEAL_CORES: f64 = 0.05;
 /// Core-speed probes further apart than this (percent) get a warning: more than timer
 /// and cache noise.
 const SPEED_SPREAD_NOTABLE_PERCENT: f64 = 10.0;
+/// The same for the loopback probes, which are noisier: five probes within a minute on an
+/// otherwise idle VM were 26 % apart.
+const LOOPBACK_SPREAD_NOTABLE_PERCENT: f64 = 40.0;
 
 pub const BEGIN: &str = "<!-- bench:begin -->";
 pub const END: &str = "<!-- bench:end -->";
@@ -134,6 +137,9 @@ fn render_database(out: &mut String, run: &DatabaseRun, reference: usize) {
     if let Some(line) = speed_line(run.points.iter().filter_map(|point| point.core_speed)) {
         let _ = writeln!(out, "{line}");
     }
+    if let Some(line) = loopback_line(run.points.iter().filter_map(|point| point.loopback)) {
+        let _ = writeln!(out, "{line}");
+    }
     let health = run.point(Scenario::Health, reference);
     let orders = run.point(Scenario::Create, reference);
     if let (Some(health), Some(orders)) = (health, orders) {
@@ -209,12 +215,42 @@ fn stolen_note<'a>(points: impl IntoIterator<Item = (bool, &'a CpuUse)>) -> Opti
 /// speed changed during the run (other guests on the same cores), so its points do not
 /// compare well with each other or with another run.
 fn speed_line(probes: impl IntoIterator<Item = f64>) -> Option<String> {
+    probe_line(
+        "Core speed before each point (a fixed single-core loop, `tools/bench/src/speed.rs`; \
+         comparable only with itself)",
+        "M steps/s",
+        SPEED_SPREAD_NOTABLE_PERCENT,
+        probes,
+    )
+}
+
+/// The range of the loopback probes of a table's points: how fast this machine passes a
+/// message between two threads over TCP, which the core speed does not show.
+fn loopback_line(probes: impl IntoIterator<Item = f64>) -> Option<String> {
+    probe_line(
+        "Loopback round trips before each point (one byte back and forth between two \
+         threads over TCP on 127.0.0.1, `tools/bench/src/loopback.rs`; comparable only with \
+         itself; the machine's system calls and thread wake-ups, which the core speed does \
+         not show)",
+        "thousand/s",
+        LOOPBACK_SPREAD_NOTABLE_PERCENT,
+        probes,
+    )
+}
+
+/// `- {what}: {low}–{high} {unit}, **N % apart**`, with a warning when they are more
+/// than `notable_percent` apart.
+fn probe_line(
+    what: &str,
+    unit: &str,
+    notable_percent: f64,
+    probes: impl IntoIterator<Item = f64>,
+) -> Option<String> {
     let (low, high) = speed::range(probes)?;
     let spread = (high / low.max(f64::MIN_POSITIVE) - 1.0) * 100.0;
     Some(format!(
-        "- Core speed before each point (a fixed single-core loop, `tools/bench/src/speed.rs`; \
-         comparable only with itself): {low:.0}–{high:.0} M steps/s, **{spread:.0} % apart**{}.",
-        if spread > SPEED_SPREAD_NOTABLE_PERCENT {
+        "- {what}: {low:.0}–{high:.0} {unit}, **{spread:.0} % apart**{}.",
+        if spread > notable_percent {
             ": the machine changed speed during this run"
         } else {
             ""
@@ -379,6 +415,22 @@ mod tests {
         let changing = speed_line([300.0, 150.0, 250.0]).unwrap();
         assert!(
             changing.contains("**100 % apart**: the machine changed speed"),
+            "{changing}"
+        );
+    }
+
+    #[test]
+    fn the_loopback_probes_get_a_line_of_their_own() {
+        assert_eq!(loopback_line([]), None);
+        let line = loopback_line([20.4, 21.0]).unwrap();
+        assert!(line.starts_with("- Loopback round trips"), "{line}");
+        assert!(line.contains("20–21 thousand/s, **3 % apart**."), "{line}");
+        // Noisier than the core speed: 30 % is not yet a change of machine, 50 % is.
+        let noisy = loopback_line([10.0, 13.0]).unwrap();
+        assert!(noisy.contains("**30 % apart**."), "{noisy}");
+        let changing = loopback_line([10.0, 15.0]).unwrap();
+        assert!(
+            changing.contains("**50 % apart**: the machine changed speed"),
             "{changing}"
         );
     }

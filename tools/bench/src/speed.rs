@@ -26,7 +26,7 @@ pub fn probe() -> f64 {
 }
 
 /// The middle one of `rates` (the upper of the two middle ones of an even count).
-fn median(mut rates: Vec<f64>) -> f64 {
+pub(crate) fn median(mut rates: Vec<f64>) -> f64 {
     rates.sort_by(f64::total_cmp);
     rates[rates.len() / 2]
 }

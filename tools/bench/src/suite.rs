@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::database::{Database, Kind};
 use crate::procs::{self, Process};
-use crate::speed;
+use crate::{loopback, speed};
 
 /// Stock of every SKU: large enough never to run out.
 const STOCK: u64 = 1_000_000_000_000;
@@ -85,6 +85,10 @@ pub struct Point {
     /// [`speed::probe`] just before the point (absent in runs saved before it was kept).
     #[serde(default)]
     pub core_speed: Option<f64>,
+    /// [`loopback::probe`] just before the point (absent in runs saved before it was
+    /// kept).
+    #[serde(default)]
+    pub loopback: Option<f64>,
 }
 
 impl Point {
@@ -283,6 +287,10 @@ async fn measure_point(
     let core_speed = tokio::task::spawn_blocking(speed::probe)
         .await
         .context("the CPU speed probe")?;
+    let loopback = tokio::task::spawn_blocking(loopback::probe)
+        .await
+        .context("the loopback probe")?
+        .context("the loopback probe")?;
     let prepared = loadgen::prepare(config)
         .await
         .with_context(|| format!("preparing {label}"))?;
@@ -320,7 +328,7 @@ async fn measure_point(
         wall: report.totals.seconds,
     };
     eprintln!(
-        "bench:   {:<22} c={:<4} {:>9.1} req/s  p50 {:>9}  p99 {:>9}  errors {}  cores {:.2}/{:.2}/{:.2}/{:.2} stolen {:.2}  core speed {:.0}",
+        "bench:   {:<22} c={:<4} {:>9.1} req/s  p50 {:>9}  p99 {:>9}  errors {}  cores {:.2}/{:.2}/{:.2}/{:.2} stolen {:.2}  core speed {:.0}  loopback {:.1}k",
         scenario.label(),
         concurrency,
         report.throughput,
@@ -333,11 +341,13 @@ async fn measure_point(
         cpu.cores(cpu.other),
         cpu.cores(cpu.stolen),
         core_speed,
+        loopback,
     );
     Ok(Point {
         report,
         cpu,
         core_speed: Some(core_speed),
+        loopback: Some(loopback),
     })
 }
 
