@@ -810,7 +810,7 @@ async fn open_breaker_refuses_new_orders_before_any_side_effect(backend: Backend
 /// A replay calls no downstream service, so an open breaker does not stop it: a key
 /// that answered gets its first answer (from memory, and after a restart from the
 /// database), a key still running `409`, another body `422`; a new key is still
-/// refused with `503`.
+/// refused with `503`, and so is one that cannot be looked up.
 async fn an_open_breaker_still_replays_keys_that_answered(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
     let database_url = match &backend {
@@ -909,6 +909,16 @@ async fn an_open_breaker_still_replays_keys_that_answered(backend: Backend) {
         4,
         "two orders before the restart, one after, the running one; none for a refused key"
     );
+
+    // The database failing too: a key in memory is still answered, one that cannot be
+    // looked up gets the breaker's `503`, not a `500`.
+    app.state.saga.store().close().await;
+    let again = app.post_order(&order_body(1), Some("answered")).await;
+    assert_eq!(again.status(), 201);
+    assert_eq!(again.bytes().await.unwrap(), answered);
+    let refused = app.post_order(&order_body(1), Some("unknown")).await;
+    assert_eq!(refused.status(), 503);
+    assert!(refused.headers().get("retry-after").is_some());
     app.stop().await;
 }
 

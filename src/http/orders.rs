@@ -197,7 +197,9 @@ fn replay_of_same_bytes(
 /// While a downstream service is known to be down, a key that already means something
 /// still gets what it means (its first answer, `422` for another body, `409` while its
 /// first request runs): none of that calls the service. Only a new order is refused,
-/// with `down`, before anything is stored for it.
+/// with `down`, before anything is stored for it; so is a request whose key could not be
+/// looked up (the database failing too): `503` says to try again, as it would have
+/// before replays went on during an outage.
 async fn replay_while_down(
     state: &AppState,
     new: &NewOrder,
@@ -209,12 +211,16 @@ async fn replay_while_down(
     if let Some(first) = state.cache.replay(&new.user_id, key) {
         return replay(state, key, body, first, &fingerprint);
     }
-    match state.saga.store().find_key(&new.user_id, key).await? {
-        Some(record) if record.expires_at >= when::now() => {
+    match state.saga.store().find_key(&new.user_id, key).await {
+        Ok(Some(record)) if record.expires_at >= when::now() => {
             let first = what_the_key_means(state, &new.user_id, key, record, &fingerprint)?;
             replay(state, key, body, first, &fingerprint)
         }
-        _ => Err(down),
+        Ok(_) => Err(down),
+        Err(error) => {
+            tracing::warn!(%error, "idempotency key not looked up while a service is down");
+            Err(down)
+        }
     }
 }
 
