@@ -844,14 +844,10 @@ async fn an_open_breaker_still_replays_keys_that_answered(backend: Backend) {
     // fingerprint, which go the full way.
     for body in [&order_body(1), &harmless] {
         let again = app.post_order(body, Some("answered")).await;
-        assert_eq!(again.status(), 201);
-        assert_eq!(again.headers()["idempotent-replayed"], "true");
-        assert_eq!(again.bytes().await.unwrap(), answered);
+        assert_replay_of(again, 201, &answered).await;
     }
     let again = app.post_order(&order_body(1), Some("opened-it")).await;
-    assert_eq!(again.status(), 502);
-    assert_eq!(again.headers()["idempotent-replayed"], "true");
-    assert_eq!(again.bytes().await.unwrap(), opened_it);
+    assert_replay_of(again, 502, &opened_it).await;
     let (status, body) = json_of(app.post_order(&order_body(2), Some("answered")).await).await;
     assert_eq!(status, 422, "another body under the key: {body}");
     app.stop().await;
@@ -866,9 +862,7 @@ async fn an_open_breaker_still_replays_keys_that_answered(backend: Backend) {
         .await;
     assert_eq!(refused.status(), 503, "the breaker is open again");
     let again = app.post_order(&order_body(1), Some("answered")).await;
-    assert_eq!(again.status(), 201);
-    assert_eq!(again.headers()["idempotent-replayed"], "true");
-    assert_eq!(again.bytes().await.unwrap(), answered);
+    assert_replay_of(again, 201, &answered).await;
     let (status, body) = json_of(app.post_order(&order_body(2), Some("opened-it")).await).await;
     assert_eq!(status, 422, "another body under the key: {body}");
 
@@ -914,12 +908,18 @@ async fn an_open_breaker_still_replays_keys_that_answered(backend: Backend) {
     // looked up gets the breaker's `503`, not a `500`.
     app.state.saga.store().close().await;
     let again = app.post_order(&order_body(1), Some("answered")).await;
-    assert_eq!(again.status(), 201);
-    assert_eq!(again.bytes().await.unwrap(), answered);
+    assert_replay_of(again, 201, &answered).await;
     let refused = app.post_order(&order_body(1), Some("unknown")).await;
     assert_eq!(refused.status(), 503);
     assert!(refused.headers().get("retry-after").is_some());
     app.stop().await;
+}
+
+/// `response` is a replay of a first answer with `status` and exactly the bytes `first`.
+async fn assert_replay_of(response: reqwest::Response, status: u16, first: &[u8]) {
+    assert_eq!(response.status(), status);
+    assert_eq!(response.headers()["idempotent-replayed"], "true");
+    assert_eq!(response.bytes().await.unwrap(), first);
 }
 
 async fn sigterm_lets_in_flight_sagas_finish(backend: Backend) {

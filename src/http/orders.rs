@@ -67,10 +67,22 @@ pub async fn create(
         BodyError::Invalid(errors) => ApiError::Validation(errors),
     })?;
     // A bad key header is reported after the body's problems, as it always was.
-    let key = key?;
+    // With a key, what recognises a repeat: the fingerprint of the body.
+    let keyed = key?.map(|key| {
+        let fingerprint = Fingerprint::of(&new);
+        (key, fingerprint)
+    });
+    // A key answered before is replayed, whether or not a service is down: that calls none.
+    if let Some((key, fingerprint)) = &keyed
+        && let Some(first) = state.cache.replay(&new.user_id, key)
+    {
+        return replay(&state, key, &body, first, fingerprint);
+    }
     if let Err(down) = fail_fast_if_a_service_is_down(&state) {
-        return match &key {
-            Some(key) => replay_while_down(&state, &new, key, &body, down).await,
+        return match &keyed {
+            Some((key, fingerprint)) => {
+                replay_stored_while_down(&state, &new.user_id, key, &body, fingerprint, down).await
+            }
             None => Err(down),
         };
     }
@@ -80,24 +92,20 @@ pub async fn create(
 
     // What a replay needs to be recognised later: the user, the key, the fingerprint.
     let mut replayable = None;
-    let order = match &key {
+    let order = match keyed {
         None => {
             let order = Order::create(new);
             insert(&state, &order, None).await?;
             order
         }
-        Some(key) => {
-            let fingerprint = Fingerprint::of(&new);
-            if let Some(first) = state.cache.replay(&new.user_id, key) {
-                return replay(&state, key, &body, first, &fingerprint);
-            }
+        Some((key, fingerprint)) => {
             let user = new.user_id.clone();
-            match claim_key(&state, new, key, &fingerprint).await? {
+            match claim_key(&state, new, &key, &fingerprint).await? {
                 Claim::New(order) => {
-                    replayable = Some((user, key.clone(), fingerprint));
+                    replayable = Some((user, key, fingerprint));
                     *order
                 }
-                Claim::Replay(first) => return replay(&state, key, &body, first, &fingerprint),
+                Claim::Replay(first) => return replay(&state, &key, &body, first, &fingerprint),
             }
         }
     };
@@ -168,10 +176,7 @@ fn replay(
     fingerprint: &Fingerprint,
 ) -> Result<Response, ApiError> {
     if first.fingerprint != *fingerprint {
-        metrics::idempotency_conflict("body_mismatch");
-        return Err(ApiError::KeyReused(
-            "This idempotency key was already used with a different request body".to_owned(),
-        ));
+        return Err(reused_with_another_body());
     }
     metrics::idempotency_replay();
     let response = stored(first.response.clone(), true);
@@ -194,27 +199,24 @@ fn replay_of_same_bytes(
     Some(Ok(stored(first.response.clone(), true)))
 }
 
-/// While a downstream service is known to be down, a key that already means something
-/// still gets what it means (its first answer, `422` for another body, `409` while its
-/// first request runs): none of that calls the service. Only a new order is refused,
-/// with `down`, before anything is stored for it; so is a request whose key could not be
-/// looked up (the database failing too): `503` says to try again, as it would have
-/// before replays went on during an outage.
-async fn replay_while_down(
+/// While a downstream service is known to be down, a key the database knows (and memory
+/// did not) still gets what it means (its first answer, `422` for another body, `409`
+/// while its first request runs): none of that calls the service. Only a new order is
+/// refused, with `down`, before anything is stored for it; so is a request whose key
+/// could not be looked up (the database failing too): `503` says to try again, as it
+/// would have before replays went on during an outage.
+async fn replay_stored_while_down(
     state: &AppState,
-    new: &NewOrder,
+    user: &UserId,
     key: &IdempotencyKey,
     body: &[u8],
+    fingerprint: &Fingerprint,
     down: ApiError,
 ) -> Result<Response, ApiError> {
-    let fingerprint = Fingerprint::of(new);
-    if let Some(first) = state.cache.replay(&new.user_id, key) {
-        return replay(state, key, body, first, &fingerprint);
-    }
-    match state.saga.store().find_key(&new.user_id, key).await {
+    match state.saga.store().find_key(user, key).await {
         Ok(Some(record)) if record.expires_at >= when::now() => {
-            let first = what_the_key_means(state, &new.user_id, key, record, &fingerprint)?;
-            replay(state, key, body, first, &fingerprint)
+            let first = what_the_key_means(state, user, key, record, fingerprint)?;
+            replay(state, key, body, first, fingerprint)
         }
         Ok(_) => Err(down),
         Err(error) => {
@@ -332,17 +334,20 @@ fn what_the_key_means(
             state.cache.remember_replay(user, key, first.clone());
             Ok(first)
         }
-        None if record.fingerprint != *fingerprint => {
-            metrics::idempotency_conflict("body_mismatch");
-            Err(ApiError::KeyReused(
-                "This idempotency key was already used with a different request body".to_owned(),
-            ))
-        }
+        None if record.fingerprint != *fingerprint => Err(reused_with_another_body()),
         None => {
             metrics::idempotency_conflict("in_progress");
             Err(ApiError::KeyInProgress)
         }
     }
+}
+
+/// The `422` of a key sent again with another body (counted as such a conflict).
+fn reused_with_another_body() -> ApiError {
+    metrics::idempotency_conflict("body_mismatch");
+    ApiError::KeyReused(
+        "This idempotency key was already used with a different request body".to_owned(),
+    )
 }
 
 enum InsertError {

@@ -289,7 +289,7 @@ async fn measure_point(
         .context("the CPU speed probe")?;
     let loopback = tokio::task::spawn_blocking(loopback::probe)
         .await
-        .context("the loopback probe")?
+        .context("the loopback probe's task")?
         .context("the loopback probe")?;
     let prepared = loadgen::prepare(config)
         .await
