@@ -437,3 +437,57 @@ async fn text_from_downstream_with_nul_characters_is_stored(backend: Backend) {
         Some(format!("Upstream error: {nul}"))
     );
 }
+
+/// The page size of the SQLite file at `path`, read the way an operator would.
+fn sqlite_page_size(path: &std::path::Path) -> i64 {
+    let conn =
+        rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .unwrap();
+    conn.pragma_query_value(None, "page_size", |row| row.get(0))
+        .unwrap()
+}
+
+/// A database the service creates has 2 KiB pages: fewer bytes written per order than
+/// SQLite's 4 KiB (see `NEW_DATABASE_PAGE_SIZE`).
+#[tokio::test]
+async fn a_new_sqlite_database_has_2_kib_pages() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&Backend::Sqlite, &dir).await;
+    let order = common::new_order(3);
+    store
+        .insert_order(&order, None, &common::created_event(), &lease("a"))
+        .await
+        .unwrap();
+    assert_eq!(sqlite_page_size(&dir.path().join("o.db")), 2048);
+}
+
+/// A database made before, with SQLite's default 4 KiB pages, keeps them (SQLite cannot
+/// change them in WAL mode) and takes and serves orders as before, also once reopened.
+#[tokio::test]
+async fn a_sqlite_database_with_4_kib_pages_keeps_them_and_serves_orders() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("o.db");
+    {
+        let old = rusqlite::Connection::open(&path).unwrap();
+        old.pragma_update(None, "page_size", 4096).unwrap();
+        old.pragma_update(None, "journal_mode", "WAL").unwrap();
+        old.execute_batch("CREATE TABLE made_before (n INTEGER)")
+            .unwrap();
+    }
+    let order = common::new_order(3);
+    {
+        let store = open(&Backend::Sqlite, &dir).await;
+        store
+            .insert_order(&order, None, &common::created_event(), &lease("a"))
+            .await
+            .unwrap();
+        assert_eq!(
+            store.find_order(order.id).await.unwrap().as_ref(),
+            Some(&order)
+        );
+        store.close().await;
+    }
+    let store = open(&Backend::Sqlite, &dir).await;
+    assert_eq!(store.find_order(order.id).await.unwrap(), Some(order));
+    assert_eq!(sqlite_page_size(&path), 4096);
+}

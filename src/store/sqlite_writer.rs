@@ -17,6 +17,7 @@ use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
 use super::expected_writers::expected_writers;
+use super::sqlite::NEW_DATABASE_PAGE_SIZE;
 use super::{SqliteSynchronous, StoreError};
 use crate::telemetry::metrics;
 
@@ -73,17 +74,14 @@ impl Linger {
 /// 45.3 / 42.7).
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(20);
 /// How often the checkpoint thread copies the WAL once the WAL is nearly as big as the
-/// writer's backstop ([`NEAR_BACKSTOP_FRAMES`]): the writer's own checkpoint is
+/// writer's backstop ([`WalBounds::near_backstop_frames`]): the writer's own checkpoint is
 /// then close, and it has to sync what was written since the thread's last checkpoint
 /// (the WAL's new frames and the pages it copies itself) with every queued write waiting.
 /// Checkpoints back to back leave it little: at 64 clients, writer batches of 6 ms or
 /// more in 10 s went from 38–57 to 4–9 (their sum from 305–464 to 27–64 ms), p99 from
 /// 24.3 / 27.3 / 26.4 to 22.8 / 24.7 / 22.9 ms in three alternating pairs.
 const CHECKPOINT_NEAR_BACKSTOP_EVERY: Duration = Duration::from_millis(1);
-/// WAL frames from which the checkpoint thread runs every
-/// [`CHECKPOINT_NEAR_BACKSTOP_EVERY`]: 85 % of [`WRITER_CHECKPOINT_PAGES`].
-const NEAR_BACKSTOP_FRAMES: i64 = WRITER_CHECKPOINT_PAGES * 85 / 100;
-/// WAL size (pages) at which the writer checkpoints by itself, about 64 MiB. Only the
+/// WAL size at which the writer checkpoints by itself. Only the
 /// writer can complete a checkpoint while writes go on (the thread's always lag the
 /// newest frames), and only a complete one lets the WAL start over from its beginning,
 /// so this bounds the WAL's size. Each time costs the writer, with every queued write
@@ -96,15 +94,50 @@ const NEAR_BACKSTOP_FRAMES: i64 = WRITER_CHECKPOINT_PAGES * 85 / 100;
 /// 24.6 / 22.2 / 22.7 ms against 27.1 / 23.6 / 24.7, and against ~16 MiB a p99 better
 /// in 3 of 3 (24.6 / 24.2 / 26.1 against 26.9 / 26.7 / 28.0 ms). The price is disk
 /// space: the `-wal` file stays at about this size under sustained load.
-const WRITER_CHECKPOINT_PAGES: i64 = 16_000;
-/// The WAL file is cut back to this size when it starts over after having grown past
-/// it (a long read can hold the checkpoints back), so a burst does not leave it big.
-/// 5 % above the WAL's size when the writer checkpoints (the commit that crosses
-/// [`WRITER_CHECKPOINT_PAGES`] adds its own frames), so the normal cycle never cuts it.
-const WAL_SIZE_LIMIT_BYTES: i64 = WRITER_CHECKPOINT_PAGES * WAL_FRAME_BYTES * 21 / 20;
-/// One WAL frame: a 24-byte header and a page of SQLite's default size, which the
-/// database keeps (nothing sets `page_size`).
-const WAL_FRAME_BYTES: i64 = 24 + 4096;
+const WRITER_CHECKPOINT_BYTES: i64 = 64 * 1024 * 1024;
+/// A WAL frame's header; the frame is that and one page.
+const WAL_FRAME_HEADER_BYTES: i64 = 24;
+
+/// The WAL's bounds in frames, which is how SQLite counts them, for a database's page
+/// size: the service's own databases have 2 KiB pages (`NEW_DATABASE_PAGE_SIZE`), ones
+/// made before keep 4 KiB, and the bounds stay the same in bytes for both.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct WalBounds {
+    /// Frames at which the writer checkpoints by itself ([`WRITER_CHECKPOINT_BYTES`]).
+    writer_checkpoint_frames: i64,
+    /// Frames from which the checkpoint thread runs every
+    /// [`CHECKPOINT_NEAR_BACKSTOP_EVERY`]: 85 % of `writer_checkpoint_frames`.
+    near_backstop_frames: i64,
+    /// The WAL file is cut back to this size when it starts over after having grown past
+    /// it (a long read can hold the checkpoints back), so a burst does not leave it big.
+    /// 5 % above the WAL's size when the writer checkpoints (the commit that crosses
+    /// `writer_checkpoint_frames` adds its own frames), so the normal cycle never cuts it.
+    size_limit_bytes: i64,
+}
+
+impl WalBounds {
+    fn for_page_size(page_size: i64) -> Self {
+        let frame_bytes = WAL_FRAME_HEADER_BYTES + page_size;
+        let writer_checkpoint_frames = WRITER_CHECKPOINT_BYTES / frame_bytes;
+        Self {
+            writer_checkpoint_frames,
+            near_backstop_frames: writer_checkpoint_frames * 85 / 100,
+            size_limit_bytes: writer_checkpoint_frames * frame_bytes * 21 / 20,
+        }
+    }
+
+    /// How long the checkpoint thread waits before its next checkpoint, given how many
+    /// frames the WAL had at its last one and whether that one copied any. Back to back
+    /// only while writes go on: a WAL left big by a burst, or held back by a long read,
+    /// has nothing to copy.
+    fn pause_before_checkpoint(&self, wal_frames: i64, copied_last_time: bool) -> Duration {
+        if copied_last_time && wal_frames >= self.near_backstop_frames {
+            CHECKPOINT_NEAR_BACKSTOP_EVERY
+        } else {
+            CHECKPOINT_EVERY
+        }
+    }
+}
 
 /// A queued write: applied once, or twice when its batch has to be run again, and then
 /// settled once.
@@ -168,6 +201,9 @@ impl Writer {
         linger: Linger,
     ) -> Result<Self, StoreError> {
         let conn = Connection::open(path)?;
+        // Before anything else, for a file this opens first (an existing database keeps
+        // its page size).
+        conn.pragma_update(None, "page_size", NEW_DATABASE_PAGE_SIZE)?;
         // WAL; NORMAL (the default) makes a commit survive a killed process, FULL also a
         // power loss, at an fsync per batch.
         conn.pragma_update(None, "journal_mode", "WAL")?;
@@ -182,8 +218,10 @@ impl Writer {
         conn.set_prepared_statement_cache_capacity(64);
         // Checkpoints run on their own thread (below); the writer checkpoints itself only
         // if that thread falls far behind, so the WAL stays bounded either way.
-        conn.pragma_update(None, "wal_autocheckpoint", WRITER_CHECKPOINT_PAGES)?;
-        conn.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT_BYTES)?;
+        let bounds =
+            WalBounds::for_page_size(conn.pragma_query_value(None, "page_size", |row| row.get(0))?);
+        conn.pragma_update(None, "wal_autocheckpoint", bounds.writer_checkpoint_frames)?;
+        conn.pragma_update(None, "journal_size_limit", bounds.size_limit_bytes)?;
         let checkpointer = Connection::open(path)?;
         checkpointer.busy_timeout(Duration::from_secs(5))?;
         let database_file = std::fs::File::open(path).map_err(|e| {
@@ -198,7 +236,7 @@ impl Writer {
         let open = Arc::downgrade(&jobs);
         std::thread::Builder::new()
             .name("sqlite-checkpoint".to_owned())
-            .spawn(move || checkpoint_while_open(checkpointer, &database_file, open))
+            .spawn(move || checkpoint_while_open(checkpointer, &database_file, bounds, open))
             .map_err(|e| {
                 StoreError::Corrupt(format!("cannot start the SQLite checkpointer: {e}"))
             })?;
@@ -331,7 +369,7 @@ fn roll_back(conn: &Connection) {
 }
 
 /// Copies the WAL back into the database file every [`CHECKPOINT_EVERY`] (more often near
-/// the writer's backstop: [`pause_before_checkpoint`]) until the writer closes, and syncs
+/// the writer's backstop: [`WalBounds::pause_before_checkpoint`]) until the writer closes, and syncs
 /// the database file after each copy. Why a thread: a checkpoint writes and syncs
 /// the files, which on the writer's thread stalls every write queued behind it; `PASSIVE`
 /// never blocks the writer.
@@ -348,11 +386,12 @@ fn roll_back(conn: &Connection) {
 fn checkpoint_while_open(
     conn: Connection,
     database_file: &std::fs::File,
+    bounds: WalBounds,
     open: std::sync::Weak<Mutex<Option<mpsc::UnboundedSender<Job>>>>,
 ) {
     let (mut copied_before, mut wal_frames, mut copied_last_time) = (0, 0, false);
     loop {
-        std::thread::sleep(pause_before_checkpoint(wal_frames, copied_last_time));
+        std::thread::sleep(bounds.pause_before_checkpoint(wal_frames, copied_last_time));
         let still_open = open.upgrade().is_some_and(|jobs| {
             jobs.lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -379,18 +418,6 @@ fn checkpoint_while_open(
                 tracing::warn!(%error, "SQLite checkpoint failed; the writer checkpoints by itself");
             }
         }
-    }
-}
-
-/// How long the checkpoint thread waits before its next checkpoint, given how many
-/// frames the WAL had at its last one and whether that one copied any. Back to back only
-/// while writes go on: a WAL left big by a burst, or held back by a long read, has
-/// nothing to copy.
-fn pause_before_checkpoint(wal_frames: i64, copied_last_time: bool) -> Duration {
-    if copied_last_time && wal_frames >= NEAR_BACKSTOP_FRAMES {
-        CHECKPOINT_NEAR_BACKSTOP_EVERY
-    } else {
-        CHECKPOINT_EVERY
     }
 }
 
@@ -550,21 +577,72 @@ mod tests {
     #[tokio::test]
     async fn the_writer_checkpoints_only_past_its_backstop_and_cuts_the_wal_back() {
         let (_dir, writer) = writer_with_table().await;
-        let (pages, limit) = writer
+        let (page_size, frames, limit) = writer
             .run(|conn| {
-                let pages: i64 =
+                let page_size: i64 = conn.pragma_query_value(None, "page_size", |r| r.get(0))?;
+                let frames: i64 =
                     conn.pragma_query_value(None, "wal_autocheckpoint", |r| r.get(0))?;
                 let limit: i64 =
                     conn.pragma_query_value(None, "journal_size_limit", |r| r.get(0))?;
-                Ok((pages, limit))
+                Ok((page_size, frames, limit))
             })
             .await
             .unwrap();
-        assert_eq!(pages, WRITER_CHECKPOINT_PAGES);
-        assert_eq!(limit, WAL_SIZE_LIMIT_BYTES);
-        // Not below what the writer lets the WAL reach (4 KiB pages, 24-byte frame
-        // headers), or every start-over would cut the file and grow it again.
-        assert!(limit >= pages * (4096 + 24), "{limit} < {pages} frames");
+        assert_eq!(page_size, i64::from(NEW_DATABASE_PAGE_SIZE), "a new file");
+        let bounds = WalBounds::for_page_size(page_size);
+        assert_eq!(frames, bounds.writer_checkpoint_frames);
+        assert_eq!(limit, bounds.size_limit_bytes);
+    }
+
+    #[tokio::test]
+    async fn a_database_with_4_kib_pages_keeps_them_and_gets_its_own_wal_bounds() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        {
+            let old = Connection::open(&path).unwrap();
+            old.pragma_update(None, "page_size", 4096).unwrap();
+            old.pragma_update(None, "journal_mode", "WAL").unwrap();
+            old.execute_batch("CREATE TABLE t (n INTEGER PRIMARY KEY)")
+                .unwrap();
+        }
+        let writer = Writer::start(&path, SqliteSynchronous::Normal).unwrap();
+        let (page_size, frames) = writer
+            .run(|conn| {
+                conn.execute("INSERT INTO t (n) VALUES (1)", [])?;
+                let page_size: i64 = conn.pragma_query_value(None, "page_size", |r| r.get(0))?;
+                let frames: i64 =
+                    conn.pragma_query_value(None, "wal_autocheckpoint", |r| r.get(0))?;
+                Ok((page_size, frames))
+            })
+            .await
+            .unwrap();
+        assert_eq!(page_size, 4096);
+        assert_eq!(
+            frames,
+            WalBounds::for_page_size(4096).writer_checkpoint_frames
+        );
+    }
+
+    #[test]
+    fn the_wal_bounds_are_the_same_in_bytes_for_any_page_size() {
+        for page_size in [1024, 2048, 4096, 8192] {
+            let bounds = WalBounds::for_page_size(page_size);
+            let frame = page_size + WAL_FRAME_HEADER_BYTES;
+            let at_backstop = bounds.writer_checkpoint_frames * frame;
+            assert!(
+                at_backstop <= WRITER_CHECKPOINT_BYTES
+                    && at_backstop > WRITER_CHECKPOINT_BYTES - frame,
+                "{page_size}: {at_backstop} bytes at the backstop"
+            );
+            // Not below what the writer lets the WAL reach, or every start-over would cut
+            // the file and grow it again.
+            assert!(bounds.size_limit_bytes >= at_backstop, "{page_size}");
+            assert!(bounds.near_backstop_frames < bounds.writer_checkpoint_frames);
+            assert!(
+                bounds.near_backstop_frames >= bounds.writer_checkpoint_frames * 4 / 5,
+                "{page_size}: near is close to the backstop"
+            );
+        }
     }
 
     #[test]
@@ -588,25 +666,29 @@ mod tests {
 
     #[test]
     fn checkpoints_come_back_to_back_only_while_writes_bring_the_wal_near_the_backstop() {
-        let near = NEAR_BACKSTOP_FRAMES;
-        assert_eq!(pause_before_checkpoint(0, true), CHECKPOINT_EVERY);
+        let bounds = WalBounds::for_page_size(2048);
+        let near = bounds.near_backstop_frames;
+        assert_eq!(bounds.pause_before_checkpoint(0, true), CHECKPOINT_EVERY);
         assert_eq!(
-            pause_before_checkpoint(-1, false),
+            bounds.pause_before_checkpoint(-1, false),
             CHECKPOINT_EVERY,
             "no WAL"
         );
-        assert_eq!(pause_before_checkpoint(near - 1, true), CHECKPOINT_EVERY);
         assert_eq!(
-            pause_before_checkpoint(near, true),
+            bounds.pause_before_checkpoint(near - 1, true),
+            CHECKPOINT_EVERY
+        );
+        assert_eq!(
+            bounds.pause_before_checkpoint(near, true),
             CHECKPOINT_NEAR_BACKSTOP_EVERY
         );
         assert_eq!(
-            pause_before_checkpoint(WRITER_CHECKPOINT_PAGES * 2, true),
+            bounds.pause_before_checkpoint(bounds.writer_checkpoint_frames * 2, true),
             CHECKPOINT_NEAR_BACKSTOP_EVERY,
             "past the backstop, still copying"
         );
         assert_eq!(
-            pause_before_checkpoint(near, false),
+            bounds.pause_before_checkpoint(near, false),
             CHECKPOINT_EVERY,
             "a big WAL with nothing new to copy: idle after a burst, or a long read"
         );
