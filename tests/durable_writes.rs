@@ -1,6 +1,7 @@
 //! How many durable writes an order costs: each is a commit's worth of work (and, on
 //! PostgreSQL, a statement), so the count is part of the saga's design. Alone in its test
-//! binary, because it reads the process-wide `db_write_batch_size` metric.
+//! binary, because it reads the process-wide `db_write_batch_size` and
+//! `db_write_duration_seconds` metrics.
 
 #[macro_use]
 mod common;
@@ -9,18 +10,51 @@ use common::{Backend, TestApp, json_of, order_body};
 
 on_both_databases!(a_completed_order_takes_four_durable_writes_or_three_where_reserves_replay);
 
-/// Writes committed so far by this process on the backend's database (the sum of
-/// `db_write_batch_size`).
-async fn writes_so_far(app: &TestApp, backend: &Backend) -> f64 {
-    let text = app.metrics_text().await;
-    let database = match backend {
+/// The database's label value in the metrics.
+fn database_label(backend: &Backend) -> &'static str {
+    match backend {
         Backend::Sqlite => "database=\"sqlite\"",
         Backend::Postgres(_) => "database=\"postgres\"",
-    };
+    }
+}
+
+/// The sum over the samples of `series` (a metric name with its suffix) that carry every
+/// label in `labels`, in a `/metrics` text.
+fn total(text: &str, series: &str, labels: &[&str]) -> f64 {
     text.lines()
-        .filter(|l| l.starts_with("db_write_batch_size_sum{") && l.contains(database))
+        .filter(|l| l.starts_with(&format!("{series}{{")))
+        .filter(|l| labels.iter().all(|label| l.contains(label)))
         .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
         .sum()
+}
+
+/// What this process has written so far on the backend's database.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Writes {
+    /// Writes committed (the sum of `db_write_batch_size`).
+    committed: f64,
+    /// Writes a saga waited for, by kind (the counts of `db_write_duration_seconds`).
+    new_orders: f64,
+    saves: f64,
+    saves_with_deferred_flush: f64,
+}
+
+async fn writes_so_far(app: &TestApp, backend: &Backend) -> Writes {
+    let text = app.metrics_text().await;
+    let database = database_label(backend);
+    let waited = |write: &str| {
+        total(
+            &text,
+            "db_write_duration_seconds_count",
+            &[database, &format!("write=\"{write}\"")],
+        )
+    };
+    Writes {
+        committed: total(&text, "db_write_batch_size_sum", &[database]),
+        new_orders: waited("new_order"),
+        saves: waited("progress"),
+        saves_with_deferred_flush: waited("progress_deferred"),
+    }
 }
 
 /// The order with its key, the reservation, the shipment (with the payment's result)
@@ -31,18 +65,39 @@ async fn writes_so_far(app: &TestApp, backend: &Backend) -> f64 {
 async fn a_completed_order_takes_four_durable_writes_or_three_where_reserves_replay(
     backend: Backend,
 ) {
+    // Each write is also timed once by its kind (`db_write_duration_seconds`): the order
+    // with its key; the shipment's and the settled order's saves; the reservation's,
+    // whose flush waits for the next save's.
     let app = TestApp::spawn(backend.clone()).await;
-    assert_eq!(writes_of_one_order(&app, &backend).await, 4.0);
+    let writes = writes_of_one_order(&app, &backend).await;
+    assert_eq!(
+        writes,
+        Writes {
+            committed: 4.0,
+            new_orders: 1.0,
+            saves: 2.0,
+            saves_with_deferred_flush: 1.0,
+        }
+    );
     app.stop().await;
 
     let app = TestApp::spawn_where_reserves_replay(backend.clone()).await;
-    assert_eq!(writes_of_one_order(&app, &backend).await, 3.0);
+    let writes = writes_of_one_order(&app, &backend).await;
+    assert_eq!(
+        writes,
+        Writes {
+            committed: 3.0,
+            new_orders: 1.0,
+            saves: 2.0,
+            saves_with_deferred_flush: 0.0,
+        }
+    );
     app.stop().await;
 }
 
 /// The durable writes of one completed order, from its `POST` until it is settled; also
 /// checks that every step's events were saved.
-async fn writes_of_one_order(app: &TestApp, backend: &Backend) -> f64 {
+async fn writes_of_one_order(app: &TestApp, backend: &Backend) -> Writes {
     // The first order also lets start-up's own writes (the first key purge) land.
     let (status, first) = json_of(app.post_order(&order_body(1), Some("w-1")).await).await;
     assert_eq!(status, 201);
@@ -65,5 +120,11 @@ async fn writes_of_one_order(app: &TestApp, backend: &Backend) -> f64 {
             "the deferred steps' events are saved with a later step's: {steps:?}"
         );
     }
-    after - before
+    Writes {
+        committed: after.committed - before.committed,
+        new_orders: after.new_orders - before.new_orders,
+        saves: after.saves - before.saves,
+        saves_with_deferred_flush: after.saves_with_deferred_flush
+            - before.saves_with_deferred_flush,
+    }
 }

@@ -178,6 +178,7 @@ async fn metric_families_are_present_and_move_after_an_order(backend: Backend) {
         "orders_needs_attention",
         "db_pool_connections",
         "db_write_batch_size_bucket",
+        "db_write_duration_seconds_bucket",
     ] {
         assert!(
             after.lines().any(|l| l.starts_with(family)),

@@ -18,6 +18,7 @@ use crate::domain::idempotency::{Fingerprint, IdempotencyKey, StoredResponse};
 use crate::domain::ids::{OrderId, UserId};
 use crate::domain::order::Order;
 use crate::domain::when::Timestamp;
+use crate::telemetry::metrics;
 
 pub use expected_writers::ExpectedWriter;
 pub use postgres::PgStore;
@@ -211,10 +212,13 @@ impl Store {
         event: &NewEvent,
         lease: &Lease,
     ) -> Result<(), StoreError> {
-        match self {
+        let started = std::time::Instant::now();
+        let inserted = match self {
             Self::Sqlite(s) => s.insert_order(order, key, event, lease).await,
             Self::Postgres(s) => s.insert_order(order, key, event, lease).await,
-        }
+        };
+        metrics::write_duration(self.dialect(), "new_order", started.elapsed());
+        inserted
     }
 
     /// Writes the order's new state and events if `lease.owner` still holds the lease
@@ -238,10 +242,17 @@ impl Store {
         lease: &Lease,
         flush: Flush,
     ) -> Result<(), StoreError> {
-        match self {
+        let started = std::time::Instant::now();
+        let saved = match self {
             Self::Sqlite(s) => s.save_progress(order, events, lease).await,
             Self::Postgres(s) => s.save_progress(order, events, lease, flush).await,
-        }
+        };
+        let write = match flush {
+            Flush::AtCommit => "progress",
+            Flush::Deferred => "progress_deferred",
+        };
+        metrics::write_duration(self.dialect(), write, started.elapsed());
+        saved
     }
 
     pub async fn find_order(&self, id: OrderId) -> Result<Option<Order>, StoreError> {

@@ -95,6 +95,11 @@ fn describe() {
         "db_write_batch_size",
         "Writes committed together (group commit), by database and write."
     );
+    describe_histogram!(
+        "db_write_duration_seconds",
+        metrics::Unit::Seconds,
+        "How long a saga waited for one durable write, from the call to its commit, by database and write."
+    );
     describe_counter!(
         "reservation_outcome_unknown_total",
         "Reserves whose outcome could not be learnt."
@@ -110,6 +115,7 @@ static HTTP: Handles<(http::Method, String, u16), (Counter, Histogram)> = Handle
 static STEP_ATTEMPTS: Handles<(&str, &str, &str), (Counter, Histogram)> = Handles::new();
 static ORDERS_FINISHED: Handles<&str, Counter> = Handles::new();
 static WRITE_BATCHES: Handles<(&str, &str), Histogram> = Handles::new();
+static WRITE_DURATIONS: Handles<(&str, &str), Histogram> = Handles::new();
 static SAGAS_IN_FLIGHT: Handles<(), Gauge> = Handles::new();
 
 /// Runs the exporter's housekeeping (drains histogram buffers); call every few seconds.
@@ -210,6 +216,20 @@ pub fn write_batch(database: &'static str, write: &'static str, writes: usize) {
             histogram!("db_write_batch_size", "database" => database, "write" => write)
         },
         |batches| batches.record(writes as f64),
+    );
+}
+
+/// How long one durable write of kind `write` took its caller, queueing for the writer
+/// or the batch in flight included: what a saga's latency is made of besides its
+/// downstream calls.
+pub fn write_duration(database: &'static str, write: &'static str, elapsed: Duration) {
+    WRITE_DURATIONS.with(
+        installed(),
+        (database, write),
+        |&(database, write)| {
+            histogram!("db_write_duration_seconds", "database" => database, "write" => write)
+        },
+        |durations| durations.record(elapsed.as_secs_f64()),
     );
 }
 
