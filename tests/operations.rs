@@ -186,6 +186,21 @@ async fn metric_families_are_present_and_move_after_an_order(backend: Backend) {
         );
     }
     assert!(sample(&after, "orders_finished_total", &[r#"status="completed""#]).unwrap() >= 1.0);
+    // Write durations have buckets of their own, down to 100 µs (a SQLite commit).
+    assert!(
+        after
+            .lines()
+            .any(|l| l.starts_with("db_write_duration_seconds_bucket{")
+                && l.contains(r#"le="0.0001""#)),
+        "no 100 µs bucket for db_write_duration_seconds"
+    );
+    assert!(
+        !after
+            .lines()
+            .any(|l| l.starts_with("http_request_duration_seconds_bucket{")
+                && l.contains(r#"le="0.0001""#)),
+        "other durations keep the common buckets"
+    );
     app.stop().await;
 }
 

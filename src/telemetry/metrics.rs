@@ -17,6 +17,13 @@ const BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
 
+/// Buckets of `db_write_duration_seconds`, in seconds: finer at the low end, where a
+/// SQLite commit (tens to hundreds of microseconds) and a PostgreSQL one with its flush
+/// (a fraction of a millisecond) fall, than [`BUCKETS`].
+const WRITE_DURATION_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0,
+];
+
 /// Buckets of `db_write_batch_size`: writes per commit, up to the writers' batch limit.
 const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0];
 
@@ -30,6 +37,12 @@ pub fn install() -> PrometheusHandle {
                 .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), BUCKETS)
                 .expect("buckets are not empty")
                 .set_buckets_for_metric(Matcher::Full("db_write_batch_size".into()), BATCH_BUCKETS)
+                .expect("buckets are not empty")
+                // A full name wins over the suffix above.
+                .set_buckets_for_metric(
+                    Matcher::Full("db_write_duration_seconds".into()),
+                    WRITE_DURATION_BUCKETS,
+                )
                 .expect("buckets are not empty")
                 .install_recorder()
                 .expect("no other metrics recorder is installed");
