@@ -6,27 +6,9 @@
 #[macro_use]
 mod common;
 
-use common::{Backend, TestApp, json_of, order_body};
+use common::{Backend, TestApp, json_of, metric_total, order_body};
 
 on_both_databases!(a_completed_order_takes_four_durable_writes_or_three_where_reserves_replay);
-
-/// The database's label value in the metrics.
-fn database_label(backend: &Backend) -> &'static str {
-    match backend {
-        Backend::Sqlite => "database=\"sqlite\"",
-        Backend::Postgres(_) => "database=\"postgres\"",
-    }
-}
-
-/// The sum over the samples of `series` (a metric name with its suffix) that carry every
-/// label in `labels`, in a `/metrics` text.
-fn total(text: &str, series: &str, labels: &[&str]) -> f64 {
-    text.lines()
-        .filter(|l| l.starts_with(&format!("{series}{{")))
-        .filter(|l| labels.iter().all(|label| l.contains(label)))
-        .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
-        .sum()
-}
 
 /// What this process has written so far on the backend's database.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -41,16 +23,16 @@ struct Writes {
 
 async fn writes_so_far(app: &TestApp, backend: &Backend) -> Writes {
     let text = app.metrics_text().await;
-    let database = database_label(backend);
+    let database = backend.metrics_label();
     let waited = |write: &str| {
-        total(
+        metric_total(
             &text,
             "db_write_duration_seconds_count",
             &[database, &format!("write=\"{write}\"")],
         )
     };
     Writes {
-        committed: total(&text, "db_write_batch_size_sum", &[database]),
+        committed: metric_total(&text, "db_write_batch_size_sum", &[database]),
         new_orders: waited("new_order"),
         saves: waited("progress"),
         saves_with_deferred_flush: waited("progress_deferred"),

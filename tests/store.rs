@@ -373,28 +373,15 @@ async fn new_orders_and_saves_at_once_all_land(backend: Backend) {
 /// backend's database, from the `db_write_batch_size` histogram (both databases commit
 /// batches that mix new orders and saves, counted as `any`).
 fn shared_commits(backend: &Backend) -> u64 {
-    let database = match backend {
-        Backend::Sqlite => "sqlite",
-        Backend::Postgres(_) => "postgres",
-    };
     let text = order_service::telemetry::metrics::install().render();
-    let of_series = |line: &&str| {
-        line.contains(&format!("database=\"{database}\"")) && line.contains("write=\"any\"")
-    };
-    let value = |line: &str| -> u64 { line.rsplit(' ').next().unwrap().parse().unwrap() };
-    let commits: u64 = text
-        .lines()
-        .filter(|l| l.starts_with("db_write_batch_size_count{"))
-        .filter(of_series)
-        .map(value)
-        .sum();
-    let alone: u64 = text
-        .lines()
-        .filter(|l| l.starts_with("db_write_batch_size_bucket{") && l.contains("le=\"1\""))
-        .filter(of_series)
-        .map(value)
-        .sum();
-    commits - alone
+    let any = [backend.metrics_label(), "write=\"any\""];
+    let commits = common::metric_total(&text, "db_write_batch_size_count", &any);
+    let alone = common::metric_total(
+        &text,
+        "db_write_batch_size_bucket",
+        &[any[0], any[1], "le=\"1\""],
+    );
+    (commits - alone) as u64
 }
 
 /// Requests with U+0000 are refused, but downstream services' text is stored as it comes:

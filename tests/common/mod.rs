@@ -38,6 +38,24 @@ impl Backend {
             }
         }
     }
+
+    /// The label of this database's series in the service's metrics.
+    pub fn metrics_label(&self) -> &'static str {
+        match self {
+            Self::Sqlite => "database=\"sqlite\"",
+            Self::Postgres(_) => "database=\"postgres\"",
+        }
+    }
+}
+
+/// The sum of the samples of `series` (a metric's name with its suffix, e.g.
+/// `db_write_batch_size_count`) that carry every label in `labels`, in a Prometheus text.
+pub fn metric_total(text: &str, series: &str, labels: &[&str]) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{series}{{")))
+        .filter(|l| labels.iter().all(|label| l.contains(label)))
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+        .sum()
 }
 
 /// Declares each listed `async fn name(backend: Backend)` as a test on SQLite and on
