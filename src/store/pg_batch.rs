@@ -1,7 +1,8 @@
 //! Group commit for PostgreSQL: the saga's writes of every order this process drives are
 //! queued, and whatever has queued while the previous statements ran goes to the server
 //! as one statement — one round trip, one transaction, one WAL flush for all of them. A
-//! write's caller is answered only after its statement committed.
+//! write's caller is answered only after its statement committed. A write that finds no
+//! other queued or in flight skips the queue and goes alone from its caller's task.
 //!
 //! Why: measured with `perf`, the server spent most of its CPU per statement, not per row
 //! (protocol, executor start-up, commit and `fdatasync`), and five statements per order
@@ -60,13 +61,44 @@ pub(super) trait BatchedWrite: Send + Sync + Sized + 'static {
 /// The queue of one kind of write; cheap to clone.
 pub(super) struct Batcher<W> {
     queue: mpsc::UnboundedSender<Job<W>>,
+    pools: Pools,
+    /// Writes queued or being applied, by the gathering task or by their caller (see
+    /// [`Batcher::write`]).
+    busy: Arc<AtomicUsize>,
 }
 
 impl<W> Clone for Batcher<W> {
     fn clone(&self) -> Self {
         Self {
             queue: self.queue.clone(),
+            pools: self.pools.clone(),
+            busy: self.busy.clone(),
         }
+    }
+}
+
+/// One count of [`Batcher::busy`], given back when dropped (also by a task that
+/// panicked or a caller that gave up).
+struct Busy(Arc<AtomicUsize>);
+
+impl Busy {
+    /// Counts one more write.
+    fn add(busy: &Arc<AtomicUsize>) -> Self {
+        busy.fetch_add(1, Ordering::AcqRel);
+        Self(busy.clone())
+    }
+
+    /// Counts the first write, if none is counted.
+    fn first(busy: &Arc<AtomicUsize>) -> Option<Self> {
+        busy.compare_exchange(0, 1, Ordering::AcqRel, Ordering::Acquire)
+            .ok()
+            .map(|_| Self(busy.clone()))
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -78,7 +110,20 @@ impl<W> std::fmt::Debug for Batcher<W> {
 
 struct Job<W> {
     write: W,
-    answer: oneshot::Sender<Result<(), StoreError>>,
+    answer: Answer,
+}
+
+/// Where a queued write's outcome goes; its count in [`Batcher::busy`] ends when it is
+/// answered.
+struct Answer {
+    to: oneshot::Sender<Result<(), StoreError>>,
+    _busy: Busy,
+}
+
+impl Answer {
+    fn send(self, outcome: Result<(), StoreError>) {
+        let _ = self.to.send(outcome);
+    }
 }
 
 impl<W: BatchedWrite> Batcher<W> {
@@ -92,24 +137,72 @@ impl<W: BatchedWrite> Batcher<W> {
             single_deferred,
             batched,
         };
-        tokio::spawn(gather(pools, jobs));
-        Self { queue }
-    }
-
-    /// Queues `write` for the next batch at once (so writes queue in the order of the
-    /// calls) and returns its outcome once that batch committed.
-    pub fn write(&self, write: W) -> impl Future<Output = Result<(), StoreError>> + use<W> {
-        let (answer, answered) = oneshot::channel();
-        let queued = self.queue.send(Job { write, answer }).is_ok();
-        async move {
-            if !queued {
-                return Err(StoreError::Database(sqlx::Error::PoolClosed));
-            }
-            answered.await.map_err(|_| {
-                StoreError::Corrupt("the PostgreSQL batch writer stopped before answering".into())
-            })?
+        tokio::spawn(gather(pools.clone(), jobs));
+        Self {
+            queue,
+            pools,
+            busy: Arc::default(),
         }
     }
+
+    /// Applies `write` with the next batch and returns its outcome once that batch
+    /// committed. The write is queued at once (so writes queue in the order of the
+    /// calls), unless no other write is queued or being applied: then it goes alone, from
+    /// the caller's own task once awaited, as it would have from the queue's. That saves
+    /// the hops to the gathering task, its statement task and back (at one client, a
+    /// flushed write took 0.04–0.16 ms less in 7 of 8 measured pairs). A write that comes
+    /// meanwhile queues, and goes beside it as it would beside a lone statement of the
+    /// queue's; under load some write is nearly always busy, so batches form as before.
+    pub fn write(&self, write: W) -> impl Future<Output = Result<(), StoreError>> + use<W> {
+        let route = match Busy::first(&self.busy) {
+            Some(busy) => Route::Alone {
+                write,
+                pools: self.pools.clone(),
+                _busy: busy,
+            },
+            None => {
+                let (to, answered) = oneshot::channel();
+                let answer = Answer {
+                    to,
+                    _busy: Busy::add(&self.busy),
+                };
+                let job = Job { write, answer };
+                match self.queue.send(job) {
+                    Ok(()) => Route::Queued(answered),
+                    Err(_) => Route::Closed,
+                }
+            }
+        };
+        async move {
+            match route {
+                Route::Alone {
+                    write,
+                    pools,
+                    _busy,
+                } => {
+                    metrics::write_batch("postgres", W::NAME, 1);
+                    let pool = pools.single_for(&write);
+                    outcome_of(&write, write.apply_one(pool).await)
+                }
+                Route::Queued(answered) => answered.await.map_err(|_| {
+                    StoreError::Corrupt(
+                        "the PostgreSQL batch writer stopped before answering".into(),
+                    )
+                })?,
+                Route::Closed => Err(StoreError::Database(sqlx::Error::PoolClosed)),
+            }
+        }
+    }
+}
+
+/// How a write is applied (see [`Batcher::write`]).
+enum Route<W> {
+    /// From its caller's task, holding the count of the only busy write.
+    Alone { write: W, pools: Pools, _busy: Busy },
+    /// With the queue's next batch, which answers here.
+    Queued(oneshot::Receiver<Result<(), StoreError>>),
+    /// The gathering task has stopped.
+    Closed,
 }
 
 /// Where lone writes and batches run.
@@ -137,7 +230,9 @@ impl Pools {
 /// single write: under load, writes wait for the statement in flight and go together in
 /// the next (that wait is what lets batches grow), while at low load a write does not
 /// wait behind another lone one (say, a new order behind the last save of the previous
-/// order, which goes on after its client was answered).
+/// order, which goes on after its client was answered). A write its caller applies alone
+/// ([`Batcher::write`]) is not counted here: the queue's statements start beside it as
+/// beside none, so at most one more statement is in flight.
 async fn gather<W: BatchedWrite>(pools: Pools, mut jobs: mpsc::UnboundedReceiver<Job<W>>) {
     let mut running = tokio::task::JoinSet::new();
     let writes_in_flight = Arc::new(AtomicUsize::new(0));
@@ -201,7 +296,7 @@ async fn apply_together<W: BatchedWrite>(pools: &Pools, jobs: Vec<Job<W>>) {
             Ok(applied) => {
                 let applied: HashSet<Uuid> = applied.into_iter().collect();
                 for (write, answer) in writes.iter().zip(answers) {
-                    let _ = answer.send(write.outcome(applied.contains(&write.order_id())));
+                    answer.send(write.outcome(applied.contains(&write.order_id())));
                 }
                 return;
             }
@@ -217,7 +312,7 @@ async fn apply_together<W: BatchedWrite>(pools: &Pools, jobs: Vec<Job<W>>) {
                 // error, as it would have for a statement of its own.
                 let error = Arc::new(error);
                 for answer in answers {
-                    let _ = answer.send(Err(StoreError::Batch(error.clone())));
+                    answer.send(Err(StoreError::Batch(error.clone())));
                 }
                 return;
             }
@@ -225,7 +320,7 @@ async fn apply_together<W: BatchedWrite>(pools: &Pools, jobs: Vec<Job<W>>) {
     }
     for (write, answer) in writes.iter().zip(answers) {
         let pool = pools.single_for(write);
-        let _ = answer.send(outcome_of(write, write.apply_one(pool).await));
+        answer.send(outcome_of(write, write.apply_one(pool).await));
     }
 }
 
@@ -270,6 +365,8 @@ mod tests {
         statements: Mutex<Vec<Vec<Uuid>>>,
         /// The pool of each statement, by its database's name (see [`Harness::new`]).
         pools: Mutex<Vec<String>>,
+        /// The task each statement ran on.
+        tasks: Mutex<Vec<Option<tokio::task::Id>>>,
         gate: RwLock<()>,
     }
 
@@ -316,6 +413,7 @@ mod tests {
             let options = pool.connect_options();
             let pool_name = options.get_database().unwrap_or_default().to_owned();
             log.pools.lock().unwrap().push(pool_name);
+            log.tasks.lock().unwrap().push(tokio::task::try_id());
             let _open = log.gate.read().await;
             if writes.iter().any(|w| w.end == End::ServerError) {
                 return Err(sqlx::Error::Database(Box::new(Rejected)));
@@ -367,7 +465,7 @@ mod tests {
             }
         }
 
-        /// Queues a write now; its outcome comes from the returned task.
+        /// Sends a write now; its outcome comes from the returned task.
         fn send(&self, id: Uuid, end: End) -> Outcome {
             self.send_flushing(id, end, Flush::AtCommit)
         }
@@ -396,6 +494,17 @@ mod tests {
         fn pools(&self) -> Vec<String> {
             self.log.pools.lock().unwrap().clone()
         }
+
+        /// The task each statement ran on.
+        fn tasks(&self) -> Vec<Option<tokio::task::Id>> {
+            self.log.tasks.lock().unwrap().clone()
+        }
+
+        /// Counts a write as busy while the returned guard lives, as if one were being
+        /// applied: the writes sent meanwhile queue (and go together).
+        fn hold_busy(&self) -> Busy {
+            Busy::add(&self.batcher.busy)
+        }
     }
 
     async fn outcomes(handles: Vec<Outcome>) -> Vec<Result<(), StoreError>> {
@@ -411,15 +520,86 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_write_when_none_is_busy_goes_from_its_callers_task() {
+        let harness = Harness::new();
+        let ids = ids(3);
+        // One after the other, each goes alone, from its caller's task...
+        let first = harness.send(ids[0], End::Applied);
+        let first_task = Some(first.id());
+        assert!(first.await.unwrap().is_ok());
+        let second = harness.send(ids[1], End::Applied);
+        let second_task = Some(second.id());
+        assert!(second.await.unwrap().is_ok());
+        // ...but not while another write is busy: then it queues.
+        let held = harness.hold_busy();
+        let third = harness.send(ids[2], End::Applied);
+        let third_task = Some(third.id());
+        assert!(third.await.unwrap().is_ok());
+        drop(held);
+        assert_eq!(
+            harness.statements(),
+            vec![vec![ids[0]], vec![ids[1]], vec![ids[2]]]
+        );
+        let tasks = harness.tasks();
+        assert_eq!(tasks[..2], [first_task, second_task]);
+        assert!(tasks[2].is_some() && tasks[2] != third_task, "{tasks:?}");
+        assert_eq!(harness.pools(), ["single", "single", "single"]);
+    }
+
+    #[tokio::test]
+    async fn writes_sent_while_one_goes_alone_queue_and_go_beside_it() {
+        let harness = Harness::new();
+        let shut = harness.log.gate.write().await;
+        let ids = ids(3 + 20);
+        let mut sent = vec![harness.send(ids[0], End::Applied)];
+        harness.settle().await;
+        // Beside the lone write, the writes that queued meanwhile go together...
+        sent.push(harness.send(ids[1], End::Applied));
+        sent.push(harness.send(ids[2], End::Applied));
+        harness.settle().await;
+        // ...and while that statement runs, the rest queue for the next.
+        for id in &ids[3..] {
+            sent.push(harness.send(*id, End::Applied));
+            harness.settle().await;
+        }
+        assert_eq!(harness.statements(), vec![vec![ids[0]], ids[1..3].to_vec()]);
+        drop(shut);
+        assert!(outcomes(sent).await.iter().all(Result::is_ok));
+        assert_eq!(
+            harness.statements(),
+            vec![vec![ids[0]], ids[1..3].to_vec(), ids[3..].to_vec()]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_caller_that_gives_up_its_lone_write_leaves_none_busy() {
+        let harness = Harness::new();
+        let shut = harness.log.gate.write().await;
+        let ids = ids(2);
+        let given_up = harness.send(ids[0], End::Applied);
+        harness.settle().await;
+        given_up.abort();
+        assert!(given_up.await.unwrap_err().is_cancelled());
+        drop(shut);
+        let next = harness.send(ids[1], End::Applied);
+        let next_task = Some(next.id());
+        assert!(next.await.unwrap().is_ok());
+        assert_eq!(harness.statements(), vec![vec![ids[0]], vec![ids[1]]]);
+        assert_eq!(harness.tasks()[1], next_task, "the next write went alone");
+    }
+
+    #[tokio::test]
     async fn writes_queued_while_a_batch_runs_make_the_next_statement() {
         let harness = Harness::new();
         let shut = harness.log.gate.write().await;
         let ids = ids(2 + 30);
         // Two writes queued together go out together...
+        let held = harness.hold_busy();
         let mut sent = vec![
             harness.send(ids[0], End::Applied),
             harness.send(ids[1], End::Applied),
         ];
+        drop(held);
         harness.settle().await;
         // ...and while that statement runs, the rest queue, then go out together.
         for id in &ids[2..] {
@@ -440,6 +620,7 @@ mod tests {
         let harness = Harness::new();
         let shut = harness.log.gate.write().await;
         let ids = ids(4);
+        let held = harness.hold_busy();
         let mut sent = vec![harness.send(ids[0], End::Applied)];
         harness.settle().await;
         // Beside a statement of one write, the next goes at once (here two together)...
@@ -449,6 +630,7 @@ mod tests {
         // ...but no third statement starts.
         sent.push(harness.send(ids[3], End::Applied));
         harness.settle().await;
+        drop(held);
         assert_eq!(
             harness.statements(),
             vec![vec![ids[0]], vec![ids[1], ids[2]]]
@@ -464,22 +646,39 @@ mod tests {
     #[tokio::test]
     async fn only_a_lone_write_whose_flush_may_wait_skips_the_flush() {
         let harness = Harness::new();
-        let ids = ids(4);
-        // Alone, each goes on the connections its flush asks for...
+        let ids = ids(6);
+        // Alone, each goes on the connections its flush asks for, from its caller...
         let deferred = harness.send_flushing(ids[0], End::Applied, Flush::Deferred);
         assert!(outcomes(vec![deferred]).await[0].is_ok());
         assert!(outcomes(vec![harness.send(ids[1], End::Applied)]).await[0].is_ok());
+        // ...or from the queue...
+        let held = harness.hold_busy();
+        let deferred = harness.send_flushing(ids[2], End::Applied, Flush::Deferred);
+        assert!(outcomes(vec![deferred]).await[0].is_ok());
+        assert!(outcomes(vec![harness.send(ids[3], End::Applied)]).await[0].is_ok());
         // ...and together, even if none needs it, they are flushed.
         let together = vec![
-            harness.send_flushing(ids[2], End::Applied, Flush::Deferred),
-            harness.send_flushing(ids[3], End::Applied, Flush::Deferred),
+            harness.send_flushing(ids[4], End::Applied, Flush::Deferred),
+            harness.send_flushing(ids[5], End::Applied, Flush::Deferred),
         ];
+        drop(held);
         assert!(outcomes(together).await.iter().all(Result::is_ok));
+        let mut expected: Vec<_> = ids[..4].iter().map(|id| vec![*id]).collect();
+        expected.push(ids[4..].to_vec());
+        assert_eq!(harness.statements(), expected);
         assert_eq!(
-            harness.statements(),
-            vec![vec![ids[0]], vec![ids[1]], ids[2..].to_vec()]
+            harness.pools(),
+            ["deferred", "single", "deferred", "single", "batched"]
         );
-        assert_eq!(harness.pools(), ["deferred", "single", "batched"]);
+    }
+
+    /// Sends writes that queue and go in one statement (no write goes alone).
+    fn send_together(harness: &Harness, ids: &[Uuid], ends: &[End]) -> Vec<Outcome> {
+        let _held = harness.hold_busy();
+        ids.iter()
+            .zip(ends)
+            .map(|(id, end)| harness.send(*id, *end))
+            .collect()
     }
 
     #[tokio::test]
@@ -487,12 +686,7 @@ mod tests {
         let harness = Harness::new();
         let ids = ids(3);
         let ends = [End::Applied, End::Refused, End::Applied];
-        let sent = ids
-            .iter()
-            .zip(ends)
-            .map(|(id, end)| harness.send(*id, end))
-            .collect();
-        let got = outcomes(sent).await;
+        let got = outcomes(send_together(&harness, &ids, &ends)).await;
         assert!(got[0].is_ok() && got[2].is_ok(), "{got:?}");
         assert!(matches!(got[1], Err(StoreError::LeaseLost(_))), "{got:?}");
         assert_eq!(harness.statements(), vec![ids]);
@@ -503,12 +697,7 @@ mod tests {
         let harness = Harness::new();
         let ids = ids(4);
         let ends = [End::Applied, End::Applied, End::ServerError, End::Applied];
-        let sent = ids
-            .iter()
-            .zip(ends)
-            .map(|(id, end)| harness.send(*id, end))
-            .collect();
-        let got = outcomes(sent).await;
+        let got = outcomes(send_together(&harness, &ids, &ends)).await;
         for (n, outcome) in got.iter().enumerate() {
             match n {
                 2 => assert!(matches!(outcome, Err(StoreError::Database(_))), "{got:?}"),
@@ -525,12 +714,7 @@ mod tests {
         let harness = Harness::new();
         let ids = ids(3);
         let ends = [End::Applied, End::ConnectionLost, End::Applied];
-        let sent = ids
-            .iter()
-            .zip(ends)
-            .map(|(id, end)| harness.send(*id, end))
-            .collect();
-        let got = outcomes(sent).await;
+        let got = outcomes(send_together(&harness, &ids, &ends)).await;
         assert!(
             got.iter().all(|o| matches!(o, Err(StoreError::Batch(_)))),
             "{got:?}"
@@ -541,24 +725,25 @@ mod tests {
     #[tokio::test]
     async fn a_lone_write_that_fails_gets_its_own_error() {
         let harness = Harness::new();
-        let id = Uuid::new_v4();
-        let got = outcomes(vec![harness.send(id, End::ConnectionLost)]).await;
-        assert!(
-            matches!(got[0], Err(StoreError::Database(sqlx::Error::Io(_)))),
-            "{got:?}"
-        );
-        assert_eq!(harness.statements(), vec![vec![id]]);
+        let ids = ids(2);
+        // Alone from its caller, and alone from the queue.
+        let alone = outcomes(vec![harness.send(ids[0], End::ConnectionLost)]).await;
+        let queued = outcomes(send_together(&harness, &ids[1..], &[End::ConnectionLost])).await;
+        for got in [alone, queued] {
+            assert!(
+                matches!(got[0], Err(StoreError::Database(sqlx::Error::Io(_)))),
+                "{got:?}"
+            );
+        }
+        assert_eq!(harness.statements(), vec![vec![ids[0]], vec![ids[1]]]);
     }
 
     #[tokio::test]
     async fn an_order_written_twice_goes_in_two_statements() {
         let harness = Harness::new();
         let [twice, other] = [Uuid::new_v4(), Uuid::new_v4()];
-        let sent = vec![
-            harness.send(twice, End::Applied),
-            harness.send(other, End::Applied),
-            harness.send(twice, End::Applied),
-        ];
+        let ends = [End::Applied; 3];
+        let sent = send_together(&harness, &[twice, other, twice], &ends);
         assert!(outcomes(sent).await.iter().all(Result::is_ok));
         assert_eq!(harness.statements(), vec![vec![twice, other], vec![twice]]);
     }

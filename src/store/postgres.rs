@@ -29,9 +29,9 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres
 const BATCH_CONNECTIONS: u32 = 2 * BATCHES_IN_FLIGHT as u32;
 
 /// Connections for lone saves whose flush may wait: as many as statements can be in
-/// flight at once (`pg_batch::gather`: its statements, and a lone write beside them), in
-/// case all are such saves.
-const DEFERRED_CONNECTIONS: u32 = BATCHES_IN_FLIGHT as u32 + 1;
+/// flight at once (`pg_batch::gather`: its statements and a lone write beside them; and a
+/// write its caller applies alone, see `Batcher::write`), in case all are such saves.
+const DEFERRED_CONNECTIONS: u32 = BATCHES_IN_FLIGHT as u32 + 2;
 
 #[derive(Clone, Debug)]
 pub struct PgStore {
