@@ -145,8 +145,8 @@ impl<W: BatchedWrite> Batcher<W> {
         }
     }
 
-    /// Applies `write` with the next batch and returns its outcome once that batch
-    /// committed. The write is queued at once (so writes queue in the order of the
+    /// Applies `write`, alone or with the next batch, and returns its outcome once its
+    /// statement committed. The write is queued at once (so writes queue in the order of the
     /// calls), unless no other write is queued or being applied: then it goes alone, from
     /// the caller's own task once awaited, as it would have from the queue's. That saves
     /// the hops to the gathering task, its statement task and back (at one client, a
