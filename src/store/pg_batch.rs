@@ -181,8 +181,7 @@ impl<W: BatchedWrite> Batcher<W> {
                     _busy,
                 } => {
                     metrics::write_batch("postgres", W::NAME, 1);
-                    let pool = pools.single_for(&write);
-                    outcome_of(&write, write.apply_one(pool).await)
+                    pools.apply_alone(&write).await
                 }
                 Route::Queued(answered) => answered.await.map_err(|_| {
                     StoreError::Corrupt(
@@ -217,11 +216,15 @@ struct Pools {
 }
 
 impl Pools {
-    fn single_for(&self, write: &impl BatchedWrite) -> &PgPool {
-        match write.flush() {
+    /// Applies `write` in a statement of its own, on the connections its flush asks for:
+    /// a write alone from its caller, or one of a batch the server refused.
+    async fn apply_alone<W: BatchedWrite>(&self, write: &W) -> Result<(), StoreError> {
+        let pool = match write.flush() {
             Flush::AtCommit => &self.single,
             Flush::Deferred => &self.single_deferred,
-        }
+        };
+        let applied = write.apply_one(pool).await.map_err(StoreError::Database)?;
+        write.outcome(applied)
     }
 }
 
@@ -319,16 +322,8 @@ async fn apply_together<W: BatchedWrite>(pools: &Pools, jobs: Vec<Job<W>>) {
         }
     }
     for (write, answer) in writes.iter().zip(answers) {
-        let pool = pools.single_for(write);
-        answer.send(outcome_of(write, write.apply_one(pool).await));
+        answer.send(pools.apply_alone(write).await);
     }
-}
-
-fn outcome_of<W: BatchedWrite>(
-    write: &W,
-    applied: Result<bool, sqlx::Error>,
-) -> Result<(), StoreError> {
-    write.outcome(applied.map_err(StoreError::Database)?)
 }
 
 #[cfg(test)]
