@@ -10,6 +10,7 @@ mod pg_writes;
 mod postgres;
 mod row;
 mod sqlite;
+mod sqlite_cache_size;
 mod sqlite_writer;
 
 use std::time::Duration;

@@ -18,6 +18,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::expected_writers::expected_writers;
 use super::sqlite::NEW_DATABASE_PAGE_SIZE;
+use super::sqlite_cache_size::CacheSize;
 use super::{SqliteSynchronous, StoreError};
 use crate::telemetry::metrics;
 
@@ -212,8 +213,7 @@ impl Writer {
         // A batch run again runs each write in a savepoint; its sub-journal stays in
         // memory instead of a temporary file written per page.
         conn.pragma_update(None, "temp_store", "MEMORY")?;
-        // 8 MiB of page cache: the recent orders and their index pages stay hot.
-        conn.pragma_update(None, "cache_size", -8_192)?;
+        let cache_size = CacheSize::set(&conn)?;
         conn.busy_timeout(Duration::from_secs(5))?;
         conn.set_prepared_statement_cache_capacity(64);
         // Checkpoints run on their own thread (below); the writer checkpoints itself only
@@ -230,7 +230,7 @@ impl Writer {
         let (sender, receiver) = mpsc::unbounded_channel();
         std::thread::Builder::new()
             .name("sqlite-writer".to_owned())
-            .spawn(move || serve(conn, receiver, linger))
+            .spawn(move || serve(conn, cache_size, receiver, linger))
             .map_err(|e| StoreError::Corrupt(format!("cannot start the SQLite writer: {e}")))?;
         let jobs = Arc::new(Mutex::new(Some(sender)));
         let open = Arc::downgrade(&jobs);
@@ -283,7 +283,12 @@ impl Writer {
 /// The writer thread: takes every queued job (up to [`MAX_BATCH`]; when they are few and
 /// many sagas are in flight, those queued a moment later too: [`Linger`]), runs them in
 /// one transaction, then commits and answers them all.
-fn serve(conn: Connection, mut jobs: mpsc::UnboundedReceiver<Job>, linger: Linger) {
+fn serve(
+    conn: Connection,
+    mut cache_size: CacheSize,
+    mut jobs: mpsc::UnboundedReceiver<Job>,
+    linger: Linger,
+) {
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
     while jobs.blocking_recv_many(&mut batch, MAX_BATCH) > 0 {
         if linger.worth_it(batch.len(), expected_writers()) {
@@ -300,6 +305,7 @@ fn serve(conn: Connection, mut jobs: mpsc::UnboundedReceiver<Job>, linger: Linge
             Together::Failed(why) => Err(why),
             Together::AWriteFailed => commit_one_by_one(&conn, &mut batch),
         };
+        cache_size.after_commit(&conn);
         for job in batch.drain(..) {
             job.settle(committed.clone());
         }
