@@ -8,7 +8,7 @@
 //! its whole hash table, finding nothing. While a database is smaller than 1 GiB nearly
 //! every commit under load did that (about 700 a second at 64 clients), and the walk
 //! grows with the cache: with 8 MiB it was 4.0–4.3 % of the service's CPU samples, with
-//! 1 MiB 0.2–0.5 %. Once the database reaches the lock page, the spare number is inside
+//! 1 MiB 0.2–0.4 %. Once the database reaches the lock page, the spare number is inside
 //! it and the walk is gone; from there on a cache too small for the random-order indexes
 //! only costs reads (see BENCHMARKS.md, 2026-12-03 and 2026-12-06).
 
@@ -106,6 +106,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let conn = Connection::open(dir.path().join("c.db")).unwrap();
         conn.pragma_update(None, "page_size", 2048).unwrap();
+        // Thousands of commits: without a sync each.
+        conn.pragma_update(None, "synchronous", "OFF").unwrap();
         conn.execute_batch("CREATE TABLE t (n INTEGER PRIMARY KEY)")
             .unwrap();
         let mut size = CacheSize::set(&conn).unwrap();
