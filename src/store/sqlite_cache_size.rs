@@ -24,9 +24,14 @@ const PAST_LOCK_PAGE_KIB: i64 = 8 * 1024;
 /// Commits between two looks at the database's size.
 const COMMITS_BETWEEN_CHECKS: u32 = 1024;
 
-/// The page cache, in KiB, for a database of `page_count` pages of `page_size` bytes.
-fn cache_kib(page_size: i64, page_count: i64) -> i64 {
-    let lock_page = LOCK_BYTE_OFFSET / page_size.max(512) + 1;
+/// The lock page's number for pages of `page_size` bytes.
+fn lock_page(page_size: i64) -> i64 {
+    LOCK_BYTE_OFFSET / page_size.max(512) + 1
+}
+
+/// The page cache, in KiB, for a database of `page_count` pages whose lock page is
+/// `lock_page`.
+fn cache_kib(lock_page: i64, page_count: i64) -> i64 {
     if page_count >= lock_page {
         PAST_LOCK_PAGE_KIB
     } else {
@@ -37,14 +42,16 @@ fn cache_kib(page_size: i64, page_count: i64) -> i64 {
 /// Keeps the writer's cache size in step with its database's size.
 #[derive(Debug)]
 pub(super) struct CacheSize {
+    lock_page: i64,
     kib: i64,
     commits_to_check: u32,
 }
 
 impl CacheSize {
-    /// Sets the cache for the database as it is now.
-    pub(super) fn set(conn: &Connection) -> Result<Self, rusqlite::Error> {
+    /// Sets the cache for the database as it is now; `page_size` is its page size.
+    pub(super) fn set(conn: &Connection, page_size: i64) -> Result<Self, rusqlite::Error> {
         let mut size = Self {
+            lock_page: lock_page(page_size),
             kib: 0,
             commits_to_check: 0,
         };
@@ -68,9 +75,8 @@ impl CacheSize {
 
     fn check(&mut self, conn: &Connection) -> Result<(), rusqlite::Error> {
         self.commits_to_check = COMMITS_BETWEEN_CHECKS;
-        let page_size: i64 = conn.pragma_query_value(None, "page_size", |r| r.get(0))?;
         let page_count: i64 = conn.pragma_query_value(None, "page_count", |r| r.get(0))?;
-        let kib = cache_kib(page_size, page_count);
+        let kib = cache_kib(self.lock_page, page_count);
         if kib != self.kib {
             // Negative: in KiB, whatever the page size.
             conn.pragma_update(None, "cache_size", -kib)?;
@@ -92,13 +98,15 @@ mod tests {
     #[test]
     fn the_cache_grows_when_the_database_reaches_its_lock_page() {
         // 2 KiB pages: the lock page is page 524,289.
-        assert_eq!(cache_kib(2048, 1), BELOW_LOCK_PAGE_KIB);
-        assert_eq!(cache_kib(2048, 524_288), BELOW_LOCK_PAGE_KIB);
-        assert_eq!(cache_kib(2048, 524_289), PAST_LOCK_PAGE_KIB);
+        assert_eq!(lock_page(2048), 524_289);
+        assert_eq!(cache_kib(lock_page(2048), 1), BELOW_LOCK_PAGE_KIB);
+        assert_eq!(cache_kib(lock_page(2048), 524_288), BELOW_LOCK_PAGE_KIB);
+        assert_eq!(cache_kib(lock_page(2048), 524_289), PAST_LOCK_PAGE_KIB);
         // 4 KiB pages (databases made before 2026-12-06): page 262,145.
-        assert_eq!(cache_kib(4096, 262_144), BELOW_LOCK_PAGE_KIB);
-        assert_eq!(cache_kib(4096, 262_145), PAST_LOCK_PAGE_KIB);
-        assert_eq!(cache_kib(4096, 10_000_000), PAST_LOCK_PAGE_KIB);
+        assert_eq!(lock_page(4096), 262_145);
+        assert_eq!(cache_kib(lock_page(4096), 262_144), BELOW_LOCK_PAGE_KIB);
+        assert_eq!(cache_kib(lock_page(4096), 262_145), PAST_LOCK_PAGE_KIB);
+        assert_eq!(cache_kib(lock_page(4096), 10_000_000), PAST_LOCK_PAGE_KIB);
     }
 
     #[test]
@@ -110,7 +118,7 @@ mod tests {
         conn.pragma_update(None, "synchronous", "OFF").unwrap();
         conn.execute_batch("CREATE TABLE t (n INTEGER PRIMARY KEY)")
             .unwrap();
-        let mut size = CacheSize::set(&conn).unwrap();
+        let mut size = CacheSize::set(&conn, 2048).unwrap();
         assert_eq!(cache_size_of(&conn), -BELOW_LOCK_PAGE_KIB);
         for n in 0..2 * COMMITS_BETWEEN_CHECKS {
             conn.execute("INSERT INTO t (n) VALUES (?1)", [n]).unwrap();
@@ -150,7 +158,7 @@ mod tests {
         conn.pragma_update(None, "page_size", 2048).unwrap();
         conn.execute_batch("CREATE TABLE t (n INTEGER PRIMARY KEY)")
             .unwrap();
-        let mut size = CacheSize::set(&conn).unwrap();
+        let mut size = CacheSize::set(&conn, 2048).unwrap();
         assert_eq!(cache_size_of(&conn), -BELOW_LOCK_PAGE_KIB);
 
         pretend_grown(&path, 524_289);
@@ -171,7 +179,7 @@ mod tests {
         // And a writer opening such a database starts with it.
         drop(conn);
         let again = Connection::open(&path).unwrap();
-        CacheSize::set(&again).unwrap();
+        CacheSize::set(&again, 2048).unwrap();
         assert_eq!(cache_size_of(&again), -PAST_LOCK_PAGE_KIB);
     }
 }

@@ -213,13 +213,14 @@ impl Writer {
         // A batch run again runs each write in a savepoint; its sub-journal stays in
         // memory instead of a temporary file written per page.
         conn.pragma_update(None, "temp_store", "MEMORY")?;
-        let cache_size = CacheSize::set(&conn)?;
+        // Fixed from here on: a WAL database's page size cannot change.
+        let page_size: i64 = conn.pragma_query_value(None, "page_size", |row| row.get(0))?;
+        let cache_size = CacheSize::set(&conn, page_size)?;
         conn.busy_timeout(Duration::from_secs(5))?;
         conn.set_prepared_statement_cache_capacity(64);
         // Checkpoints run on their own thread (below); the writer checkpoints itself only
         // if that thread falls far behind, so the WAL stays bounded either way.
-        let bounds =
-            WalBounds::for_page_size(conn.pragma_query_value(None, "page_size", |row| row.get(0))?);
+        let bounds = WalBounds::for_page_size(page_size);
         conn.pragma_update(None, "wal_autocheckpoint", bounds.writer_checkpoint_frames)?;
         conn.pragma_update(None, "journal_size_limit", bounds.size_limit_bytes)?;
         let checkpointer = Connection::open(path)?;
@@ -305,10 +306,11 @@ fn serve(
             Together::Failed(why) => Err(why),
             Together::AWriteFailed => commit_one_by_one(&conn, &mut batch),
         };
-        cache_size.after_commit(&conn);
         for job in batch.drain(..) {
             job.settle(committed.clone());
         }
+        // After the answers, which need not wait for its occasional look at the file.
+        cache_size.after_commit(&conn);
     }
 }
 
