@@ -13,6 +13,7 @@ on_both_databases!(
     unready_when_a_migration_is_missing,
     metric_families_are_present_and_move_after_an_order,
     traceparent_reaches_every_downstream_call,
+    an_order_without_traceparent_gets_a_trace_of_its_own,
 );
 
 async fn ready_when_database_and_migrations_are_fine(backend: Backend) {
@@ -234,6 +235,57 @@ async fn traceparent_reaches_every_downstream_call(backend: Backend) {
         }
     }
     assert_eq!(calls, 4);
+    app.stop().await;
+}
+
+async fn an_order_without_traceparent_gets_a_trace_of_its_own(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let mut ids = Vec::new();
+    for qty in [1, 2] {
+        let response = app
+            .client
+            .post(format!("{}/orders", app.address))
+            .json(&order_body(qty))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201);
+        let (_, order) = json_of(response).await;
+        let id = order["id"].as_str().unwrap().to_owned();
+        common::settled(&app, &id).await;
+        ids.push(id);
+    }
+    // The calls of each order, told apart by their idempotency keys (`<order>:<action>`).
+    let mut traces: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for service in ["inventory", "payment", "shipping"] {
+        for request in app.requests(service).await.requests {
+            let key = request.idempotency_key.expect("every call has a key");
+            let order = key.split(':').next().unwrap().to_owned();
+            let traceparent = request
+                .traceparent
+                .unwrap_or_else(|| panic!("{} without traceparent", request.endpoint));
+            let parts: Vec<_> = traceparent.split('-').collect();
+            assert_eq!(parts.len(), 4, "{traceparent}");
+            assert_eq!(parts[1].len(), 32, "{traceparent}");
+            assert_ne!(parts[1], "0".repeat(32), "{traceparent}");
+            assert_eq!(parts[3], "01", "a new trace is sampled: {traceparent}");
+            traces.entry(order).or_default().push(parts[1].to_owned());
+        }
+    }
+    assert_eq!(traces.keys().cloned().collect::<Vec<_>>(), {
+        let mut sorted = ids.clone();
+        sorted.sort();
+        sorted
+    });
+    for (order, trace_ids) in &traces {
+        assert_eq!(trace_ids.len(), 4, "calls of {order}");
+        assert!(
+            trace_ids.iter().all(|t| t == &trace_ids[0]),
+            "one trace for all calls of {order}: {trace_ids:?}"
+        );
+    }
+    let firsts: Vec<_> = traces.values().map(|t| &t[0]).collect();
+    assert_ne!(firsts[0], firsts[1], "each order starts its own trace");
     app.stop().await;
 }
 

@@ -18,15 +18,15 @@ use crate::domain::ids::OrderId;
 use crate::domain::order::Step;
 
 /// Who a call is made for: sent as `Idempotency-Key: <order>:<action>` and `X-Request-Id`,
-/// with the trace context of the span it was made in.
+/// with the trace context it was made in.
 #[derive(Clone, Debug)]
 pub struct CallContext {
     pub order_id: OrderId,
     pub request_id: String,
-    /// `traceparent` (and `tracestate`) of the span current at [`CallContext::new`],
-    /// rendered once: every call of a saga run is made in the same span, and rendering it
-    /// per call (propagator lock, hex formatting, header parsing) was ~5 % of the tokio
-    /// workers' instructions.
+    /// `traceparent` (and `tracestate`) of calls made at [`CallContext::new`] (see
+    /// `telemetry::propagation::inject_current`), rendered once: every call of a saga run
+    /// is made in the same context, and rendering it per call (propagator lock, hex
+    /// formatting, header parsing) was ~5 % of the tokio workers' instructions.
     trace_headers: HeaderMap,
 }
 

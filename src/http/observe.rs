@@ -56,12 +56,14 @@ pub fn observed(router: Router) -> Router {
         .layer(trace)
 }
 
-/// Records `http_requests_total` and `http_request_duration_seconds`.
+/// Records `http_requests_total` and `http_request_duration_seconds`, and runs the
+/// request with the caller's trace (see `propagation::IncomingTrace`).
 async fn record_metrics(request: Request, next: Next) -> Response {
     let route = route_of(&request).to_owned();
     let method = request.method().clone();
     let started = Instant::now();
-    let response = next.run(request).await;
+    let trace = propagation::IncomingTrace::of(request.headers());
+    let response = trace.continue_in(next.run(request)).await;
     metrics::http_request(method, route, response.status().as_u16(), started.elapsed());
     response
 }

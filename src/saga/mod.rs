@@ -169,13 +169,15 @@ impl Saga {
         answered: Option<oneshot::Sender<Order>>,
     ) -> JoinHandle<Result<Order, SagaError>> {
         let saga = self.clone();
-        self.inner.tasks.spawn(
-            async move {
-                saga.drive(order, start, request_id, first_events, answered)
-                    .await
-            }
-            .instrument(tracing::Span::current()),
-        )
+        self.inner
+            .tasks
+            .spawn(crate::telemetry::propagation::carry_into(
+                async move {
+                    saga.drive(order, start, request_id, first_events, answered)
+                        .await
+                }
+                .instrument(tracing::Span::current()),
+            ))
     }
 
     /// Runs the order's saga until it is settled or cannot progress now (a compensation or
