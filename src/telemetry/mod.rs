@@ -53,7 +53,6 @@ fn install(format: Option<&str>, default_filter: &str, for_tests: bool) -> Telem
         opentelemetry_sdk::propagation::TraceContextPropagator::new(),
     );
     let (provider, exporting) = tracer_provider();
-    let tracer = provider.tracer("order-service");
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
     let terminal = std::io::stdout().is_terminal();
@@ -69,10 +68,9 @@ fn install(format: Option<&str>, default_filter: &str, for_tests: bool) -> Telem
     // saga: both off. Without an exporter the layer would keep a context in every span
     // only to name the trace sent downstream, at ~6 % of the service's CPU per order
     // under load; the trace then travels with the request's task (see `propagation`).
-    propagation::set_spans_carry_context(exporting);
     let otel = exporting.then(|| {
         tracing_opentelemetry::layer()
-            .with_tracer(tracer)
+            .with_tracer(provider.tracer("order-service"))
             .with_context_activation(false)
             .with_tracked_inactivity(false)
             .with_filter(Targets::new().with_target("order_service", Level::INFO))
@@ -98,11 +96,16 @@ fn install(format: Option<&str>, default_filter: &str, for_tests: bool) -> Telem
             .with_filter(filter)
             .boxed()
     };
-    // A second init (tests start many services in one process) keeps the first subscriber.
-    let _ = tracing_subscriber::registry()
+    // A second init (tests start many services in one process) keeps the first subscriber,
+    // and with it the first's way of carrying the trace.
+    let installed = tracing_subscriber::registry()
         .with(otel)
         .with(logs)
-        .try_init();
+        .try_init()
+        .is_ok();
+    if installed {
+        propagation::set_spans_carry_context(exporting);
+    }
     TelemetryGuard { provider }
 }
 

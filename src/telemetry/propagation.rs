@@ -61,13 +61,22 @@ fn spans_carry_context() -> bool {
     SPANS_CARRY_CONTEXT.load(Ordering::Relaxed)
 }
 
-/// The trace context named by `headers` (`traceparent`, `tracestate`), if valid.
-fn remote_parent(headers: &http::HeaderMap) -> Option<SpanContext> {
-    let context = opentelemetry::global::get_text_map_propagator(|propagator| {
+/// The context `headers` name (`traceparent`, `tracestate`); empty if none is valid.
+fn extracted(headers: &http::HeaderMap) -> opentelemetry::Context {
+    opentelemetry::global::get_text_map_propagator(|propagator| {
         propagator.extract(&HeaderExtractor(headers))
-    });
-    let parent = context.span().span_context().clone();
+    })
+}
+
+/// The trace context named by `headers`, if valid.
+fn remote_parent(headers: &http::HeaderMap) -> Option<SpanContext> {
+    let parent = extracted(headers).span().span_context().clone();
     parent.is_valid().then_some(parent)
+}
+
+/// The caller's trace of the request being handled now, if any.
+fn incoming_now() -> Option<SpanContext> {
+    INCOMING.try_with(Clone::clone).ok().flatten()
 }
 
 /// Makes `span` a child of the trace named by the request's `traceparent`, if any (when
@@ -76,34 +85,36 @@ pub fn adopt_remote_parent(span: &tracing::Span, headers: &http::HeaderMap) {
     if !spans_carry_context() {
         return;
     }
-    let parent = opentelemetry::global::get_text_map_propagator(|propagator| {
-        propagator.extract(&HeaderExtractor(headers))
-    });
-    if let Err(error) = span.set_parent(parent) {
+    if let Err(error) = span.set_parent(extracted(headers)) {
         tracing::debug!(%error, "cannot attach the remote trace parent");
     }
 }
 
 /// The trace a request's headers name, to handle it in ([`IncomingTrace::continue_in`]).
 #[derive(Debug)]
-pub struct IncomingTrace(Option<Option<SpanContext>>);
+pub enum IncomingTrace {
+    /// Spans carry it: the request's span has it (see [`adopt_remote_parent`]).
+    InSpans,
+    /// The caller's trace (`None`: the request named no valid one).
+    Named(Option<SpanContext>),
+}
 
 impl IncomingTrace {
-    /// Read from a request's `headers` only when spans do not carry it (`None` then).
+    /// Read from a request's `headers` only when spans do not carry it.
     pub fn of(headers: &http::HeaderMap) -> Self {
         if spans_carry_context() {
-            return Self(None);
+            return Self::InSpans;
         }
         let named = headers.contains_key("traceparent");
-        Self(Some(named.then(|| remote_parent(headers)).flatten()))
+        Self::Named(named.then(|| remote_parent(headers)).flatten())
     }
 
     /// Runs a request's `handling` with this trace, so that the sagas it starts continue
-    /// it (when spans carry context, the request's span does that).
+    /// it.
     pub async fn continue_in<F: Future>(self, handling: F) -> F::Output {
-        match self.0 {
-            None => handling.await,
-            Some(parent) => INCOMING.scope(parent, handling).await,
+        match self {
+            Self::InSpans => handling.await,
+            Self::Named(parent) => INCOMING.scope(parent, handling).await,
         }
     }
 }
@@ -111,8 +122,7 @@ impl IncomingTrace {
 /// `task` with the trace of the request being handled now, if any: for work spawned into
 /// a task of its own, which does not inherit it.
 pub fn carry_into<F: Future>(task: F) -> impl Future<Output = F::Output> {
-    let incoming = INCOMING.try_with(Clone::clone).ok().flatten();
-    INCOMING.scope(incoming, task)
+    INCOMING.scope(incoming_now(), task)
 }
 
 /// Writes the trace context of calls made now into outgoing `headers`: the current
@@ -122,8 +132,7 @@ pub fn inject_current(headers: &mut http::HeaderMap) {
     let context = if spans_carry_context() {
         tracing::Span::current().context()
     } else {
-        let incoming = INCOMING.try_with(Clone::clone).ok().flatten();
-        opentelemetry::Context::new().with_remote_span_context(child_of(incoming.as_ref()))
+        opentelemetry::Context::new().with_remote_span_context(child_of(incoming_now().as_ref()))
     };
     opentelemetry::global::get_text_map_propagator(|propagator| {
         propagator.inject_context(&context, &mut HeaderInjector(headers));
