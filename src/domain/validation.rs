@@ -4,10 +4,12 @@
 //! The body is read as raw JSON fragments rather than through `f64`, so a price of `0.1` is
 //! exactly one tenth.
 
-use std::collections::HashMap;
+use std::borrow::Cow;
+use std::fmt;
 
 use rust_decimal::Decimal;
-use serde::Serialize;
+use serde::de::{Deserializer, MapAccess, Visitor};
+use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use super::ids::UserId;
@@ -80,7 +82,111 @@ fn kind_of(raw: &RawValue) -> Kind {
     }
 }
 
-type Object<'a> = HashMap<String, &'a RawValue>;
+/// An object's members in the body's order, names borrowed from the body unless they
+/// hold escapes. A list searched by name, not a hash map: an order's objects have a handful
+/// of members, and copying and hashing every name (with [`Path`]'s lists built for every
+/// field) took ~40 % of the validation's instructions (callgrind; BENCHMARKS.md,
+/// 2026-12-06 19:18).
+struct Fields<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
+
+impl<'a> Fields<'a> {
+    /// The member called `name`; of duplicates the last counts, as in serde_json's maps.
+    fn get(&self, name: &str) -> Option<&'a RawValue> {
+        self.0
+            .iter()
+            .rev()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| *value)
+    }
+}
+
+impl<'de> Deserialize<'de> for Fields<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Members;
+        impl<'de> Visitor<'de> for Members {
+            type Value = Fields<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut members = Vec::with_capacity(map.size_hint().unwrap_or(4));
+                while let Some((Name(name), value)) = map.next_entry::<Name, &RawValue>()? {
+                    members.push((name, value));
+                }
+                Ok(Fields(members))
+            }
+        }
+        deserializer.deserialize_map(Members)
+    }
+}
+
+/// A member's name: borrowed from the body when it has no escapes.
+struct Name<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for Name<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Text;
+        impl<'de> Visitor<'de> for Text {
+            type Value = Name<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, text: &'de str) -> Result<Self::Value, E> {
+                Ok(Name(Cow::Borrowed(text)))
+            }
+            fn visit_str<E>(self, text: &str) -> Result<Self::Value, E> {
+                Ok(Name(Cow::Owned(text.to_owned())))
+            }
+        }
+        deserializer.deserialize_str(Text)
+    }
+}
+
+/// Where a field is: a chain of steps up to the body's root, made into a `Vec<LocPart>`
+/// only when an error is reported there, not for every field checked.
+#[derive(Clone, Copy)]
+struct Path<'a> {
+    parent: Option<&'a Path<'a>>,
+    step: PathStep<'a>,
+}
+
+#[derive(Clone, Copy)]
+enum PathStep<'a> {
+    Root,
+    Key(&'a str),
+    Index(usize),
+}
+
+impl<'a> Path<'a> {
+    const ROOT: Path<'static> = Path {
+        parent: None,
+        step: PathStep::Root,
+    };
+
+    fn key(&'a self, key: &'a str) -> Path<'a> {
+        Path {
+            parent: Some(self),
+            step: PathStep::Key(key),
+        }
+    }
+
+    fn index(&'a self, index: usize) -> Path<'a> {
+        Path {
+            parent: Some(self),
+            step: PathStep::Index(index),
+        }
+    }
+
+    fn to_loc(self) -> Vec<LocPart> {
+        let mut loc = self.parent.map(|p| p.to_loc()).unwrap_or_default();
+        match self.step {
+            PathStep::Root => {}
+            PathStep::Key(key) => loc.push(key.into()),
+            PathStep::Index(index) => loc.push(index.into()),
+        }
+        loc
+    }
+}
 
 /// Collects errors under a path prefix while fields are checked.
 struct Errors {
@@ -88,23 +194,17 @@ struct Errors {
 }
 
 impl Errors {
-    fn push(&mut self, loc: &[LocPart], kind: &'static str, msg: impl Into<String>) {
+    fn push(&mut self, loc: &Path, kind: &'static str, msg: impl Into<String>) {
         self.list.push(FieldError {
-            loc: loc.to_vec(),
+            loc: loc.to_loc(),
             msg: msg.into(),
             kind,
         });
     }
 
-    fn missing(&mut self, loc: &[LocPart]) {
+    fn missing(&mut self, loc: &Path) {
         self.push(loc, "missing", "Field required");
     }
-}
-
-fn at(prefix: &[LocPart], part: impl Into<LocPart>) -> Vec<LocPart> {
-    let mut loc = prefix.to_vec();
-    loc.push(part.into());
-    loc
 }
 
 /// Whether `text` has nothing but whitespace, with whitespace as JSON Schema's `\s` (the
@@ -143,16 +243,22 @@ pub fn parse_new_order(body: &[u8]) -> Result<NewOrder, BodyError> {
         message: e.to_string(),
     })?;
     let mut errors = Errors { list: Vec::new() };
-    let Some(fields) = as_object(root, &[], &mut errors) else {
+    let Some(fields) = as_object(root, &Path::ROOT, &mut errors) else {
         return Err(BodyError::Invalid(errors.list));
     };
 
-    let user_id = optional_string(&fields, "userId", MAX_USER_ID_CHARS, &[], &mut errors)
-        .map(|id| id.map(UserId::from).unwrap_or_else(UserId::anonymous));
-    let address = address(fields.get("address").copied(), &mut errors);
-    let currency = currency(fields.get("currency").copied(), &mut errors);
+    let user_id = optional_string(
+        &fields,
+        "userId",
+        MAX_USER_ID_CHARS,
+        &Path::ROOT,
+        &mut errors,
+    )
+    .map(|id| id.map(UserId::from).unwrap_or_else(UserId::anonymous));
+    let address = address(fields.get("address"), &mut errors);
+    let currency = currency(fields.get("currency"), &mut errors);
     let items = items(
-        fields.get("items").copied(),
+        fields.get("items"),
         currency.as_ref().map(Currency::exponent),
         &mut errors,
     );
@@ -162,7 +268,7 @@ pub fn parse_new_order(body: &[u8]) -> Result<NewOrder, BodyError> {
         && total(items).is_zero()
     {
         errors.push(
-            &["items".into()],
+            &Path::ROOT.key("items"),
             "value_error",
             "Value error, the order total must be greater than 0",
         );
@@ -195,7 +301,7 @@ fn byte_offset(body: &[u8], line: usize, column: usize) -> usize {
     (line_start + column.saturating_sub(1)).min(body.len())
 }
 
-fn as_object<'a>(raw: &'a RawValue, loc: &[LocPart], errors: &mut Errors) -> Option<Object<'a>> {
+fn as_object<'a>(raw: &'a RawValue, loc: &Path, errors: &mut Errors) -> Option<Fields<'a>> {
     if kind_of(raw) != Kind::Object {
         errors.push(
             loc,
@@ -209,28 +315,28 @@ fn as_object<'a>(raw: &'a RawValue, loc: &[LocPart], errors: &mut Errors) -> Opt
 
 /// A string field; `None` when it is absent or null.
 fn optional_string(
-    fields: &Object<'_>,
+    fields: &Fields<'_>,
     name: &str,
     max_chars: usize,
-    prefix: &[LocPart],
+    prefix: &Path,
     errors: &mut Errors,
 ) -> Option<Option<String>> {
     match fields.get(name) {
         None => Some(None),
         Some(raw) if kind_of(raw) == Kind::Null => Some(None),
-        Some(raw) => string_value(raw, max_chars, &at(prefix, name), errors).map(Some),
+        Some(raw) => string_value(raw, max_chars, &prefix.key(name), errors).map(Some),
     }
 }
 
 /// A required, non-blank string field.
 fn required_string(
-    fields: &Object<'_>,
+    fields: &Fields<'_>,
     name: &str,
     max_chars: usize,
-    prefix: &[LocPart],
+    prefix: &Path,
     errors: &mut Errors,
 ) -> Option<String> {
-    let loc = at(prefix, name);
+    let loc = prefix.key(name);
     let Some(raw) = fields.get(name) else {
         errors.missing(&loc);
         return None;
@@ -246,7 +352,7 @@ fn required_string(
 fn string_value(
     raw: &RawValue,
     max_chars: usize,
-    loc: &[LocPart],
+    loc: &Path,
     errors: &mut Errors,
 ) -> Option<String> {
     if kind_of(raw) != Kind::String {
@@ -270,7 +376,7 @@ fn string_value(
 }
 
 fn address(raw: Option<&RawValue>, errors: &mut Errors) -> Option<Address> {
-    let loc = vec![LocPart::from("address")];
+    let loc = Path::ROOT.key("address");
     let Some(raw) = raw else {
         errors.missing(&loc);
         return None;
@@ -289,7 +395,7 @@ fn address(raw: Option<&RawValue>, errors: &mut Errors) -> Option<Address> {
 }
 
 fn currency(raw: Option<&RawValue>, errors: &mut Errors) -> Option<Currency> {
-    let loc = vec![LocPart::from("currency")];
+    let loc = Path::ROOT.key("currency");
     match raw {
         None => Some(Currency::default()),
         Some(raw) if kind_of(raw) == Kind::Null => Some(Currency::default()),
@@ -307,7 +413,7 @@ fn items(
     exponent: Option<u32>,
     errors: &mut Errors,
 ) -> Option<Vec<LineItem>> {
-    let loc = vec![LocPart::from("items")];
+    let loc = Path::ROOT.key("items");
     let Some(raw) = raw else {
         errors.missing(&loc);
         return None;
@@ -339,26 +445,21 @@ fn items(
     let parsed: Vec<Option<LineItem>> = list
         .iter()
         .enumerate()
-        .map(|(i, raw)| item(raw, &at(&loc, i), exponent, errors))
+        .map(|(i, raw)| item(raw, &loc.index(i), exponent, errors))
         .collect();
     parsed.into_iter().collect()
 }
 
 fn item(
     raw: &RawValue,
-    loc: &[LocPart],
+    loc: &Path,
     exponent: Option<u32>,
     errors: &mut Errors,
 ) -> Option<LineItem> {
     let fields = as_object(raw, loc, errors)?;
     let sku = required_string(&fields, "sku", Sku::MAX_CHARS, loc, errors);
-    let qty = quantity(fields.get("qty").copied(), &at(loc, "qty"), errors);
-    let price = price(
-        fields.get("price").copied(),
-        &at(loc, "price"),
-        exponent,
-        errors,
-    );
+    let qty = quantity(fields.get("qty"), &loc.key("qty"), errors);
+    let price = price(fields.get("price"), &loc.key("price"), exponent, errors);
     Some(LineItem {
         sku: Sku::new_unchecked(sku?),
         qty: qty?,
@@ -366,7 +467,7 @@ fn item(
     })
 }
 
-fn number(raw: Option<&RawValue>, loc: &[LocPart], errors: &mut Errors) -> Option<Decimal> {
+fn number(raw: Option<&RawValue>, loc: &Path, errors: &mut Errors) -> Option<Decimal> {
     let Some(raw) = raw else {
         errors.missing(loc);
         return None;
@@ -398,7 +499,7 @@ fn number(raw: Option<&RawValue>, loc: &[LocPart], errors: &mut Errors) -> Optio
     }
 }
 
-fn quantity(raw: Option<&RawValue>, loc: &[LocPart], errors: &mut Errors) -> Option<Quantity> {
+fn quantity(raw: Option<&RawValue>, loc: &Path, errors: &mut Errors) -> Option<Quantity> {
     if raw.is_some_and(|r| kind_of(r) != Kind::Number) {
         errors.push(loc, "int_type", "Input should be a valid integer");
         return None;
@@ -435,7 +536,7 @@ fn quantity(raw: Option<&RawValue>, loc: &[LocPart], errors: &mut Errors) -> Opt
 
 fn price(
     raw: Option<&RawValue>,
-    loc: &[LocPart],
+    loc: &Path,
     exponent: Option<u32>,
     errors: &mut Errors,
 ) -> Option<Decimal> {
@@ -708,6 +809,41 @@ mod tests {
             r#"{{"extra":1,"address":{ADDRESS},"items":[{{"sku":"A","qty":1,"price":1,"note":"x"}}]}}"#
         ));
         assert_eq!(order.items.len(), 1);
+    }
+
+    #[test]
+    fn of_duplicate_members_the_last_counts() {
+        let order = ok(&body(
+            r#"[{"sku":"A","qty":"no","price":1,"qty":3},{"sku":"B","qty":1,"price":2}]"#,
+        ));
+        assert_eq!(order.items[0].qty.get(), 3);
+        assert_eq!(
+            errors(&body(r#"[{"sku":"A","qty":3,"price":1,"qty":"no"}]"#)),
+            [("items.0.qty".to_owned(), "int_type")]
+        );
+    }
+
+    #[test]
+    fn member_names_with_escapes_are_read_as_their_text() {
+        let order = ok(&format!(
+            r#"{{"address":{ADDRESS},"\u0069tems":[{{"\u0073ku":"A","qty":1,"pr\u0069ce":2}}]}}"#
+        ));
+        assert_eq!(order.items[0].sku.as_str(), "A");
+        assert_eq!(order.total.to_string(), "2");
+    }
+
+    #[test]
+    fn errors_deep_in_the_body_name_their_whole_path() {
+        let found = errors(
+            r#"{"address":{"line1":"x","city":" ","country":"IN","postalCode":"1"},"items":[{"sku":"A","qty":1,"price":1},{"sku":"B","qty":1,"price":-1}]}"#,
+        );
+        assert_eq!(
+            found,
+            [
+                ("address.city".to_owned(), "value_error"),
+                ("items.1.price".to_owned(), "greater_than_equal"),
+            ]
+        );
     }
 
     #[test]

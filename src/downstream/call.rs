@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderValue, RETRY_AFTER};
+use http::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
 use http::{Method, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
@@ -260,24 +260,32 @@ impl ServiceClient {
         action: &str,
         ctx: &CallContext,
     ) -> Result<Request<Full<Bytes>>, ExchangeError> {
+        // The header names are parsed once, and the request is put together in place
+        // rather than through `http::request::Builder`, which moves the whole request head
+        // at each step: together ~13–20 % of the instructions of building a request
+        // (callgrind, BENCHMARKS.md 2026-12-06 19:18).
+        static IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
+        static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
         let invalid = |e: &dyn std::fmt::Display| ExchangeError::Request(e.to_string());
         let uri = Uri::try_from(format!("{}{}", self.base_url, path)).map_err(|e| invalid(&e))?;
-        let mut request = Request::builder()
-            .method(method)
-            .uri(uri)
-            .header(ACCEPT, HeaderValue::from_static("*/*"))
-            .header("Idempotency-Key", format!("{}:{}", ctx.order_id, action))
-            .header("X-Request-Id", ctx.request_id.as_str());
         let content = match body {
-            Some(body) => {
-                request =
-                    request.header(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-                Bytes::from(serde_json::to_vec(body).map_err(|e| invalid(&e))?)
-            }
+            Some(body) => Bytes::from(serde_json::to_vec(body).map_err(|e| invalid(&e))?),
             None => Bytes::new(),
         };
-        let mut request = request.body(Full::new(content)).map_err(|e| invalid(&e))?;
+        let key = HeaderValue::try_from(format!("{}:{}", ctx.order_id, action))
+            .map_err(|e| invalid(&e))?;
+        let request_id = HeaderValue::try_from(ctx.request_id.as_str()).map_err(|e| invalid(&e))?;
+        let mut request = Request::new(Full::new(content));
+        *request.method_mut() = method;
+        *request.uri_mut() = uri;
         let headers = request.headers_mut();
+        headers.reserve(4 + ctx.trace_headers.len());
+        headers.insert(ACCEPT, HeaderValue::from_static("*/*"));
+        headers.insert(&IDEMPOTENCY_KEY, key);
+        headers.insert(&REQUEST_ID, request_id);
+        if body.is_some() {
+            headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        }
         for (name, value) in &ctx.trace_headers {
             headers.insert(name, value.clone());
         }
