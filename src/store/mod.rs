@@ -6,6 +6,7 @@
 
 mod expected_writers;
 mod pg_batch;
+mod pg_connections;
 mod pg_writes;
 mod postgres;
 mod row;

@@ -16,10 +16,10 @@ use std::sync::Arc;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use sqlx::PgPool;
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
+use super::pg_connections::WriteConnections;
 use super::{Flush, StoreError};
 use crate::telemetry::metrics;
 
@@ -42,13 +42,16 @@ pub(super) trait BatchedWrite: Send + Sync + Sized + 'static {
     /// The order the write is about (at most one write per order goes in a statement).
     fn order_id(&self) -> Uuid;
     /// Applies this write alone; `false` if its condition did not hold (a taken key, a
-    /// lease held by another process). Runs on the service's main pool.
-    fn apply_one(&self, pool: &PgPool) -> impl Future<Output = Result<bool, sqlx::Error>> + Send;
+    /// lease held by another process). Runs on a connection of `connections`.
+    fn apply_one(
+        &self,
+        connections: &WriteConnections,
+    ) -> impl Future<Output = Result<bool, sqlx::Error>> + Send;
     /// Applies `writes` in one statement; returns the ids of the orders it wrote (a write
-    /// whose condition did not hold is left out, not failed). Runs on the batch pool,
-    /// whose connections plan every statement for its own arrays (see `PgStore`).
+    /// whose condition did not hold is left out, not failed). Runs on the batch
+    /// connections, which plan every statement for its own arrays (see `PgStore`).
     fn apply_many(
-        pool: &PgPool,
+        connections: &WriteConnections,
         writes: &[Self],
     ) -> impl Future<Output = Result<Vec<Uuid>, sqlx::Error>> + Send;
     /// What the caller gets when its write was (`true`) or was not applied.
@@ -130,7 +133,11 @@ impl<W: BatchedWrite> Batcher<W> {
     /// Starts the task that gathers and applies the writes (on the current runtime): a
     /// lone write on `single` (or `single_deferred`, if its flush may wait), a batch on
     /// `batched`.
-    pub fn start(single: PgPool, single_deferred: PgPool, batched: PgPool) -> Self {
+    pub fn start(
+        single: WriteConnections,
+        single_deferred: WriteConnections,
+        batched: WriteConnections,
+    ) -> Self {
         let (queue, jobs) = mpsc::unbounded_channel();
         let pools = Pools {
             single,
@@ -207,23 +214,26 @@ enum Route<W> {
 /// Where lone writes and batches run.
 #[derive(Clone)]
 struct Pools {
-    single: PgPool,
+    single: WriteConnections,
     /// Connections whose commits do not wait for their flush (`synchronous_commit=off`),
     /// for a lone write whose [`Flush`] may be deferred. A batch always flushes: it
     /// rarely holds only such writes, and one flush covers them all.
-    single_deferred: PgPool,
-    batched: PgPool,
+    single_deferred: WriteConnections,
+    batched: WriteConnections,
 }
 
 impl Pools {
     /// Applies `write` in a statement of its own, on the connections its flush asks for:
     /// a write alone from its caller, or one of a batch the server refused.
     async fn apply_alone<W: BatchedWrite>(&self, write: &W) -> Result<(), StoreError> {
-        let pool = match write.flush() {
+        let connections = match write.flush() {
             Flush::AtCommit => &self.single,
             Flush::Deferred => &self.single_deferred,
         };
-        let applied = write.apply_one(pool).await.map_err(StoreError::Database)?;
+        let applied = write
+            .apply_one(connections)
+            .await
+            .map_err(StoreError::Database)?;
         write.outcome(applied)
     }
 }
@@ -394,18 +404,21 @@ mod tests {
             self.id
         }
 
-        async fn apply_one(&self, pool: &PgPool) -> Result<bool, sqlx::Error> {
-            let applied = Self::apply_many(pool, std::slice::from_ref(self)).await?;
+        async fn apply_one(&self, connections: &WriteConnections) -> Result<bool, sqlx::Error> {
+            let applied = Self::apply_many(connections, std::slice::from_ref(self)).await?;
             Ok(!applied.is_empty())
         }
 
-        async fn apply_many(pool: &PgPool, writes: &[Self]) -> Result<Vec<Uuid>, sqlx::Error> {
+        async fn apply_many(
+            connections: &WriteConnections,
+            writes: &[Self],
+        ) -> Result<Vec<Uuid>, sqlx::Error> {
             let log = &writes[0].log;
             log.statements
                 .lock()
                 .unwrap()
                 .push(writes.iter().map(|w| w.id).collect());
-            let options = pool.connect_options();
+            let options = connections.options();
             let pool_name = options.get_database().unwrap_or_default().to_owned();
             log.pools.lock().unwrap().push(pool_name);
             log.tasks.lock().unwrap().push(tokio::task::try_id());
@@ -450,9 +463,8 @@ mod tests {
             // Never connect (the fake writes do not use them); named so that a statement
             // can tell which it was given.
             let pool = |name: &str| {
-                sqlx::postgres::PgPoolOptions::new()
-                    .connect_lazy(&format!("postgres://nobody@127.0.0.1:1/{name}"))
-                    .unwrap()
+                let url = format!("postgres://nobody@127.0.0.1:1/{name}");
+                WriteConnections::new(url.parse().unwrap(), 1, std::time::Duration::from_secs(1))
             };
             Self {
                 batcher: Batcher::start(pool("single"), pool("deferred"), pool("batched")),

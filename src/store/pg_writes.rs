@@ -13,11 +13,12 @@
 //! batch costs one round trip instead of two and no parse on the server.
 
 use rust_decimal::Decimal;
+use sqlx::Postgres;
 use sqlx::postgres::PgArguments;
-use sqlx::{PgPool, Postgres};
 use uuid::Uuid;
 
 use super::pg_batch::BatchedWrite;
+use super::pg_connections::WriteConnections;
 use super::row::{OrderJson, ProgressJson};
 use super::{Flush, Lease, NewEvent, NewKey, StoreError};
 use crate::domain::order::Order;
@@ -94,8 +95,9 @@ VALUES ($1, $23, $24, $25, $26, $27, $28, $29)";
 
 impl NewOrderRow {
     /// Applies this write alone; `false` if its key is taken.
-    async fn apply_one(&self, pool: &PgPool) -> Result<bool, sqlx::Error> {
+    async fn apply_one(&self, connections: &WriteConnections) -> Result<bool, sqlx::Error> {
         let key = self.key.as_ref();
+        let mut connection = connections.checkout().await?;
         let done = sqlx::query(INSERT_ORDER)
             .bind(self.id)
             .bind(&self.user_id)
@@ -126,9 +128,9 @@ impl NewOrderRow {
             .bind(self.event.upstream_status.map(i32::from))
             .bind(self.event.duration_ms.map(to_i64))
             .bind(self.event.detail.as_deref())
-            .execute(pool)
+            .execute(&mut *connection)
             .await;
-        match done {
+        match connection.settle(done) {
             Ok(_) => Ok(true),
             Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Ok(false),
             Err(e) => Err(e),
@@ -235,7 +237,7 @@ SELECT count(*) FROM updated";
 
 impl ProgressRow {
     /// Applies this write alone; `false` if another process holds the order's lease.
-    async fn apply_one(&self, pool: &PgPool) -> Result<bool, sqlx::Error> {
+    async fn apply_one(&self, connections: &WriteConnections) -> Result<bool, sqlx::Error> {
         let query = sqlx::query_scalar(SAVE_ONE)
             .bind(self.id)
             .bind(self.status)
@@ -247,10 +249,12 @@ impl ProgressRow {
             .bind(self.response_body.as_deref())
             .bind(self.updated_at)
             .bind(&self.lease_owner);
-        let updated: i64 = EventColumns::of(self.events.iter())
+        let mut connection = connections.checkout().await?;
+        let updated = EventColumns::of(self.events.iter())
             .bind_to(query)
-            .fetch_one(pool)
-            .await?;
+            .fetch_one(&mut *connection)
+            .await;
+        let updated: i64 = connection.settle(updated)?;
         Ok(updated == 1)
     }
 
@@ -380,14 +384,17 @@ impl BatchedWrite for SagaWrite {
         }
     }
 
-    async fn apply_one(&self, pool: &PgPool) -> Result<bool, sqlx::Error> {
+    async fn apply_one(&self, connections: &WriteConnections) -> Result<bool, sqlx::Error> {
         match self {
-            Self::NewOrder(row) => row.apply_one(pool).await,
-            Self::Progress(row) => row.apply_one(pool).await,
+            Self::NewOrder(row) => row.apply_one(connections).await,
+            Self::Progress(row) => row.apply_one(connections).await,
         }
     }
 
-    async fn apply_many(pool: &PgPool, writes: &[Self]) -> Result<Vec<Uuid>, sqlx::Error> {
+    async fn apply_many(
+        connections: &WriteConnections,
+        writes: &[Self],
+    ) -> Result<Vec<Uuid>, sqlx::Error> {
         let mut new_orders = Vec::new();
         let mut progress = Vec::new();
         for write in writes {
@@ -397,9 +404,11 @@ impl BatchedWrite for SagaWrite {
             }
         }
         let query = NewOrderRow::bind_many(&new_orders, sqlx::query_scalar(SAGA_WRITES));
-        ProgressRow::bind_many(&progress, query)
-            .fetch_all(pool)
-            .await
+        let mut connection = connections.checkout().await?;
+        let applied = ProgressRow::bind_many(&progress, query)
+            .fetch_all(&mut *connection)
+            .await;
+        connection.settle(applied)
     }
 
     fn outcome(&self, applied: bool) -> Result<(), StoreError> {

@@ -10,6 +10,7 @@ use sqlx::{Postgres, QueryBuilder, Row};
 use uuid::Uuid;
 
 use super::pg_batch::{BATCHES_IN_FLIGHT, Batcher};
+use super::pg_connections::WriteConnections;
 use super::pg_writes::{NewOrderRow, ProgressRow, SagaWrite};
 use super::row::{OrderRow, stored_response};
 use super::{
@@ -23,23 +24,28 @@ use crate::domain::when::Timestamp;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
-/// Connections of the batch pool: two per statement in flight. sqlx pings a connection
-/// when it comes back to the pool (a round trip); with a spare, the next batch need not
-/// wait for that.
-const BATCH_CONNECTIONS: u32 = 2 * BATCHES_IN_FLIGHT as u32;
+/// Connections for batched writes: one per statement in flight (a connection given back
+/// is ready at once, see `pg_connections`).
+const BATCH_CONNECTIONS: usize = BATCHES_IN_FLIGHT;
 
-/// Connections for lone saves whose flush may wait: as many as statements can be in
+/// Connections for lone writes, of each kind of flush: as many as statements can be in
 /// flight at once (`pg_batch::gather`: its statements and a lone write beside them; and a
-/// write its caller applies alone, see `Batcher::write`), in case all are such saves.
-const DEFERRED_CONNECTIONS: u32 = BATCHES_IN_FLIGHT as u32 + 2;
+/// write its caller applies alone, see `Batcher::write`), in case all are of that kind.
+const LONE_CONNECTIONS: usize = BATCHES_IN_FLIGHT + 2;
+
+/// How long a write waits for a connection, or for a new one to open.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Clone, Debug)]
 pub struct PgStore {
+    /// Reads, and writes outside the saga's hot path.
     pool: PgPool,
-    /// The batched writes' connections (`BATCH_CONNECTIONS`).
-    batch_pool: PgPool,
-    /// Connections for lone saves whose flush may wait (`DEFERRED_CONNECTIONS`).
-    deferred_pool: PgPool,
+    /// The saga's writes alone (`LONE_CONNECTIONS`).
+    lone_writes: WriteConnections,
+    /// The saga's writes alone whose flush may wait (`LONE_CONNECTIONS`).
+    deferred_writes: WriteConnections,
+    /// The saga's writes together (`BATCH_CONNECTIONS`).
+    batch_writes: WriteConnections,
     /// The saga's two writes go through group commit ([`super::pg_batch`]).
     writes: Batcher<SagaWrite>,
 }
@@ -76,33 +82,38 @@ impl PgStore {
         let pool_options = || {
             PgPoolOptions::new()
                 .test_before_acquire(false)
-                .acquire_timeout(Duration::from_secs(5))
+                .acquire_timeout(ACQUIRE_TIMEOUT)
         };
         let pool = pool_options()
             .max_connections(max_connections.max(1))
             .connect_with(options.clone())
             .await?;
-        // The batched writes' own connections, one per statement in flight: a custom plan
-        // at every run (see `pg_writes`), which the main pool's small statements, planned
-        // once per connection, are better off without.
-        let batch_pool = pool_options()
-            .max_connections(BATCH_CONNECTIONS)
-            .connect_with(
-                options
-                    .clone()
-                    .options([("plan_cache_mode", "force_custom_plan")]),
-            )
-            .await?;
+        // The saga's writes have connections of their own (see `pg_connections` for why
+        // not sqlx's pool), opened when first needed.
+        let lone_writes = WriteConnections::new(options.clone(), LONE_CONNECTIONS, ACQUIRE_TIMEOUT);
         // Commits that return before their WAL flush (see `Flush::Deferred`).
-        let deferred_pool = pool_options()
-            .max_connections(DEFERRED_CONNECTIONS)
-            .connect_with(options.options([("synchronous_commit", "off")]))
-            .await?;
+        let deferred_writes = WriteConnections::new(
+            options.clone().options([("synchronous_commit", "off")]),
+            LONE_CONNECTIONS,
+            ACQUIRE_TIMEOUT,
+        );
+        // A custom plan at every run (see `pg_writes`), which the lone writes' small
+        // statements, planned once per connection, are better off without.
+        let batch_writes = WriteConnections::new(
+            options.options([("plan_cache_mode", "force_custom_plan")]),
+            BATCH_CONNECTIONS,
+            ACQUIRE_TIMEOUT,
+        );
         Ok(Self {
-            writes: Batcher::start(pool.clone(), deferred_pool.clone(), batch_pool.clone()),
+            writes: Batcher::start(
+                lone_writes.clone(),
+                deferred_writes.clone(),
+                batch_writes.clone(),
+            ),
             pool,
-            batch_pool,
-            deferred_pool,
+            lone_writes,
+            deferred_writes,
+            batch_writes,
         })
     }
 
@@ -292,18 +303,26 @@ impl PgStore {
         Ok(successful_versions(rows))
     }
 
+    /// The main pool's connections and the saga's write connections together.
     pub fn pool_stats(&self) -> PoolStats {
         let idle = self.pool.num_idle();
-        PoolStats {
+        let mut stats = PoolStats {
             idle,
             in_use: (self.pool.size() as usize).saturating_sub(idle),
+        };
+        for writes in [&self.lone_writes, &self.deferred_writes, &self.batch_writes] {
+            let (idle, in_use) = writes.stats();
+            stats.idle += idle;
+            stats.in_use += in_use;
         }
+        stats
     }
 
     pub async fn close(&self) {
         self.pool.close().await;
-        self.batch_pool.close().await;
-        self.deferred_pool.close().await;
+        self.lone_writes.close().await;
+        self.deferred_writes.close().await;
+        self.batch_writes.close().await;
     }
 
     pub async fn extend_lease(
@@ -378,49 +397,67 @@ impl PgStore {
     }
 }
 
+/// The PostgreSQL server of the unit tests that need one (`ORDER_SERVICE_TEST_POSTGRES_URL`),
+/// or `None` after a printed notice; a failure instead where the environment requires the
+/// server (`ORDER_SERVICE_REQUIRE_POSTGRES=1`, as in CI).
+#[cfg(test)]
+pub(super) fn test_postgres_url(test: &str) -> Option<String> {
+    let url = std::env::var("ORDER_SERVICE_TEST_POSTGRES_URL").ok();
+    if url.is_none() {
+        assert!(
+            std::env::var("ORDER_SERVICE_REQUIRE_POSTGRES").as_deref() != Ok("1"),
+            "ORDER_SERVICE_TEST_POSTGRES_URL is not set but ORDER_SERVICE_REQUIRE_POSTGRES=1"
+        );
+        eprintln!("SKIPPED {test} on PostgreSQL: ORDER_SERVICE_TEST_POSTGRES_URL is not set");
+    }
+    url
+}
+
 #[cfg(test)]
 mod tests {
+    use sqlx::postgres::PgConnection;
+
     use super::*;
 
-    /// The batch pool's connections plan every run, the main pool's keep the server's
-    /// default (a lone write's plan is cached per connection).
-    /// Each pool's session settings: only the batch connections plan every statement,
-    /// only the deferred ones commit without waiting for the flush.
+    /// Each set of connections' session settings: only the batched writes' plan every
+    /// statement (the others' plans are cached per connection), only the deferred lone
+    /// writes' commit without waiting for the flush.
     #[tokio::test]
     async fn each_pool_has_its_own_session_settings() {
-        let Ok(url) = std::env::var("ORDER_SERVICE_TEST_POSTGRES_URL") else {
-            assert!(
-                std::env::var("ORDER_SERVICE_REQUIRE_POSTGRES").as_deref() != Ok("1"),
-                "ORDER_SERVICE_TEST_POSTGRES_URL is not set but ORDER_SERVICE_REQUIRE_POSTGRES=1"
-            );
-            eprintln!(
-                "SKIPPED each_pool_has_its_own_session_settings on PostgreSQL: ORDER_SERVICE_TEST_POSTGRES_URL is not set"
-            );
+        let Some(url) = test_postgres_url("each_pool_has_its_own_session_settings") else {
             return;
         };
         let store = PgStore::connect(&url, 2).await.unwrap();
-        let setting = |pool: PgPool, name: &'static str| async move {
-            sqlx::query_scalar::<_, String>(&format!("SHOW {name}"))
-                .fetch_one(&pool)
-                .await
-                .unwrap()
-        };
-        let settings = |pool: PgPool| async move {
+        let settings = async |connection: &mut PgConnection| {
+            let show = async |connection: &mut PgConnection, name: &str| {
+                sqlx::query_scalar::<_, String>(&format!("SHOW {name}"))
+                    .fetch_one(&mut *connection)
+                    .await
+                    .unwrap()
+            };
             (
-                setting(pool.clone(), "plan_cache_mode").await,
-                setting(pool, "synchronous_commit").await,
+                show(connection, "plan_cache_mode").await,
+                show(connection, "synchronous_commit").await,
             )
         };
+        let of_writes = async |connections: &WriteConnections| {
+            let mut connection = connections.checkout().await.unwrap();
+            let settings = settings(&mut connection).await;
+            connection.settle(Ok(())).unwrap();
+            settings
+        };
+        let mut main = store.pool.acquire().await.unwrap();
+        assert_eq!(settings(&mut main).await, ("auto".into(), "on".into()));
         assert_eq!(
-            settings(store.pool.clone()).await,
+            of_writes(&store.lone_writes).await,
             ("auto".into(), "on".into())
         );
         assert_eq!(
-            settings(store.batch_pool.clone()).await,
+            of_writes(&store.batch_writes).await,
             ("force_custom_plan".into(), "on".into())
         );
         assert_eq!(
-            settings(store.deferred_pool.clone()).await,
+            of_writes(&store.deferred_writes).await,
             ("auto".into(), "off".into())
         );
     }
