@@ -985,6 +985,20 @@ async fn order_with_a_slow_payment(
     (app, sent)
 }
 
+/// Waits until the payment service has the saga's payment call (which it then holds for
+/// the fault's latency): the order is saved and its run is inside the payment step. A fixed
+/// sleep was not enough on a loaded machine, where the saga had not reached it yet.
+async fn payment_call_arrived(app: &TestApp) {
+    let give_up = std::time::Instant::now() + Duration::from_secs(10);
+    while app.payments().await.calls.get("POST /payments").copied() != Some(1) {
+        assert!(
+            std::time::Instant::now() < give_up,
+            "no payment call after 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 async fn a_step_longer_than_the_lease_keeps_it(backend: Backend) {
     let (app, order) = order_with_a_slow_payment(backend, 2000).await;
     // Well past the lease's 600 ms, while the payment is still under way.
@@ -1004,7 +1018,7 @@ async fn a_step_longer_than_the_lease_keeps_it(backend: Backend) {
 /// stops before its next call instead of racing the new owner.
 async fn a_run_whose_lease_was_taken_stops_before_its_next_call(backend: Backend) {
     let (app, answer) = order_with_a_slow_payment(backend, 1500).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    payment_call_arrived(&app).await;
     // Another process takes the order, as if its clock said the lease had run out.
     let other = Lease {
         owner: "another-process".to_owned(),

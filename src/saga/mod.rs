@@ -169,14 +169,16 @@ impl Saga {
         answered: Option<oneshot::Sender<Order>>,
     ) -> JoinHandle<Result<Order, SagaError>> {
         let saga = self.clone();
+        // Boxed: the saga's future is ~6 KB, and every wrapper on its way into the task
+        // (span, trace context, tracker, the task's cell) would copy it again.
+        let drive = Box::pin(async move {
+            saga.drive(order, start, request_id, first_events, answered)
+                .await
+        });
         self.inner
             .tasks
             .spawn(crate::telemetry::propagation::carry_into(
-                async move {
-                    saga.drive(order, start, request_id, first_events, answered)
-                        .await
-                }
-                .instrument(tracing::Span::current()),
+                drive.instrument(tracing::Span::current()),
             ))
     }
 
@@ -216,22 +218,32 @@ impl Saga {
                 }
                 let deadline_passed = self.deadline_passed(&order);
                 let id = order.id;
-                let work = async {
-                    match step {
-                        SagaStep::Reserve => reserve::run(self, &mut order, &ctx, resumed).await,
-                        SagaStep::Pay if deadline_passed => {
-                            payment::look_up_only(self, &mut order, &ctx, resumed).await
+                let (mut events, lease_lost) = {
+                    // Pinned here, not in `keeping_lease`: moving it in would copy it twice.
+                    let work = std::pin::pin!(async {
+                        match step {
+                            SagaStep::Reserve => {
+                                reserve::run(self, &mut order, &ctx, resumed).await
+                            }
+                            SagaStep::Pay if deadline_passed => {
+                                payment::look_up_only(self, &mut order, &ctx, resumed).await
+                            }
+                            SagaStep::Pay => payment::run(self, &mut order, &ctx, resumed).await,
+                            SagaStep::Ship => {
+                                shipment::run(self, &mut order, &ctx, resumed, deadline_passed)
+                                    .await
+                            }
+                            SagaStep::CommitReservation => {
+                                commit::run(self, &mut order, &ctx).await
+                            }
+                            SagaStep::Compensate => {
+                                compensation::run(self, &mut order, &ctx).await
+                            }
+                            SagaStep::Done => unreachable!("checked above"),
                         }
-                        SagaStep::Pay => payment::run(self, &mut order, &ctx, resumed).await,
-                        SagaStep::Ship => {
-                            shipment::run(self, &mut order, &ctx, resumed, deadline_passed).await
-                        }
-                        SagaStep::CommitReservation => commit::run(self, &mut order, &ctx).await,
-                        SagaStep::Compensate => compensation::run(self, &mut order, &ctx).await,
-                        SagaStep::Done => unreachable!("checked above"),
-                    }
+                    });
+                    self.keeping_lease(id, work).await
                 };
-                let (mut events, lease_lost) = self.keeping_lease(id, work).await;
                 if lease_lost {
                     // Another process drives the order now: stop before the next call
                     // instead of racing it (this step's save would be refused anyway).
@@ -336,26 +348,30 @@ impl Saga {
         let store = self.inner.store.clone();
         let lease = self.inner.settings.lease.clone();
         let (order, events) = (order.clone(), events.to_vec());
+        // Boxed for the reason given in `spawn` (~3 KB).
+        let save = Box::pin(async move {
+            store
+                .save_progress_flushing(&order, &events, &lease, Flush::Deferred)
+                .await
+        });
         SaveInFlight(
-            self.inner.tasks.spawn(
-                async move {
-                    store
-                        .save_progress_flushing(&order, &events, &lease, Flush::Deferred)
-                        .await
-                }
-                .instrument(tracing::Span::current()),
-            ),
+            self.inner
+                .tasks
+                .spawn(save.instrument(tracing::Span::current())),
         )
     }
 
     /// Runs a step while renewing the order's lease every third of its time-to-live, so a
     /// slow step (long timeouts, many retries) is not taken for a dead process's. Also
     /// says whether the lease was found taken by another process meanwhile.
-    async fn keeping_lease<T>(&self, id: OrderId, work: impl Future<Output = T>) -> (T, bool) {
+    async fn keeping_lease<T>(
+        &self,
+        id: OrderId,
+        mut work: impl Future<Output = T> + Unpin,
+    ) -> (T, bool) {
         let lease = &self.inner.settings.lease;
         let every = (lease.ttl / 3).max(Duration::from_millis(100));
         let mut lost = false;
-        tokio::pin!(work);
         loop {
             tokio::select! {
                 out = &mut work => return (out, lost),
