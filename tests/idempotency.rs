@@ -171,7 +171,7 @@ async fn repeat_while_running_is_409_with_retry_after(backend: Backend) {
                 .status()
         })
     };
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    app.wait_for_call("payment", "POST /payments").await;
     let second = app.post_order(&order_body(1), Some("slow")).await;
     assert_eq!(second.status(), 409);
     assert_eq!(second.headers()["retry-after"], "1");

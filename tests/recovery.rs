@@ -736,7 +736,7 @@ async fn slow_saga_answers_202_and_a_replay_returns_the_final_answer(backend: Ba
 
     let meanwhile = app.post_order(&order_body(1), Some("slow-202")).await;
     assert_eq!(meanwhile.status(), 409, "still running");
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    common::settled(&app, pending["id"].as_str().unwrap()).await;
     let replay = app.post_order(&order_body(1), Some("slow-202")).await;
     assert_eq!(replay.status(), 201);
     assert_eq!(replay.headers()["idempotent-replayed"], "true");
@@ -942,7 +942,7 @@ async fn sigterm_lets_in_flight_sagas_finish(backend: Backend) {
                 .status()
         })
     };
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    app.wait_for_call("shipping", "POST /shipments").await;
     let readiness = app.state.readiness.clone();
     let started = std::time::Instant::now();
     let sandbox_urls = app.sandbox().shipping_url.clone();
@@ -985,20 +985,6 @@ async fn order_with_a_slow_payment(
     (app, sent)
 }
 
-/// Waits until the payment service has the saga's payment call (which it then holds for
-/// the fault's latency): the order is saved and its run is inside the payment step. A fixed
-/// sleep was not enough on a loaded machine, where the saga had not reached it yet.
-async fn payment_call_arrived(app: &TestApp) {
-    let give_up = std::time::Instant::now() + Duration::from_secs(10);
-    while app.payments().await.calls.get("POST /payments").copied() != Some(1) {
-        assert!(
-            std::time::Instant::now() < give_up,
-            "no payment call after 10 s"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
 async fn a_step_longer_than_the_lease_keeps_it(backend: Backend) {
     let (app, order) = order_with_a_slow_payment(backend, 2000).await;
     // Well past the lease's 600 ms, while the payment is still under way.
@@ -1018,20 +1004,30 @@ async fn a_step_longer_than_the_lease_keeps_it(backend: Backend) {
 /// stops before its next call instead of racing the new owner.
 async fn a_run_whose_lease_was_taken_stops_before_its_next_call(backend: Backend) {
     let (app, answer) = order_with_a_slow_payment(backend, 1500).await;
-    payment_call_arrived(&app).await;
+    app.wait_for_call("payment", "POST /payments").await;
     // Another process takes the order, as if its clock said the lease had run out.
     let other = Lease {
         owner: "another-process".to_owned(),
         ttl: Duration::from_secs(60),
     };
     let later = when::now() + chrono::Duration::minutes(10);
-    let taken = app
-        .state
-        .saga
-        .store()
-        .claim_expired(&other, later, 10)
-        .await
-        .unwrap();
+    // A claim skips a row that the saga's own writes hold for a moment (PostgreSQL's
+    // `SKIP LOCKED`: the reservation's save, made in the background during the payment,
+    // or a lease renewal), so try again; the payment leaves 1.5 s for it.
+    let give_up = std::time::Instant::now() + Duration::from_secs(1);
+    let taken = loop {
+        let taken = app
+            .state
+            .saga
+            .store()
+            .claim_expired(&other, later, 10)
+            .await
+            .unwrap();
+        if !taken.is_empty() || std::time::Instant::now() > give_up {
+            break taken;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
     assert_eq!(taken.len(), 1);
     let answer = answer.await.unwrap().unwrap();
     assert_eq!(answer.status(), 202, "the new owner will finish it");
@@ -1237,7 +1233,7 @@ mod replicas {
         let client = a.client.clone();
         let url = format!("{}/orders", a.address);
         let first = tokio::spawn(async move { client.post(url).json(&order_body(1)).send().await });
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        a.wait_for_call("shipping", "POST /shipments").await;
         let (_, listed) = b.get_json("/orders").await;
         let id = listed["orders"][0]["id"].as_str().unwrap().to_owned();
         // Stop `a` (its sandbox stays up for `b`). A real process would be gone now; in this

@@ -354,10 +354,12 @@ async fn payment_timeout_is_504_and_refunds_what_may_have_been_charged(backend: 
 }
 
 async fn unreachable_inventory_is_502(backend: Backend) {
-    let closed = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.local_addr().unwrap().port()
-    };
+    // Bound but not listening: a connection is refused, and the port stays ours until the
+    // end of the test. (A port bound and let go could be handed to another test's server
+    // at once, which then answered in the inventory's place.)
+    let closed_socket = tokio::net::TcpSocket::new_v4().unwrap();
+    closed_socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let closed = closed_socket.local_addr().unwrap().port();
     let app = TestApp::spawn_with(
         backend,
         Options {

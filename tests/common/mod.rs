@@ -319,6 +319,31 @@ impl TestApp {
         self.ledger("shipping").await
     }
 
+    /// Waits until the sandbox's `service` has received `endpoint` (`"POST /payments"`)
+    /// at least once. The sandbox counts a call on arrival, before any injected latency,
+    /// so a test whose saga is held up there knows the order is saved and inside that
+    /// step. A fixed sleep instead could end, on a loaded machine, before the request had
+    /// even reached the service.
+    pub async fn wait_for_call(&self, service: &str, endpoint: &str) {
+        let give_up = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let calls = match service {
+                "inventory" => self.inventory().await.calls,
+                "payment" => self.payments().await.calls,
+                "shipping" => self.shipments().await.calls,
+                other => panic!("no service {other}"),
+            };
+            if calls.get(endpoint).copied().unwrap_or(0) > 0 {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < give_up,
+                "no {endpoint} call reached {service} within 10 s"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+
     /// The recent requests a sandbox service received, with their correlation headers.
     pub async fn requests(&self, service: &str) -> platform_sandbox::requests::RecentRequests {
         self.client

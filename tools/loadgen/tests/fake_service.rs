@@ -129,9 +129,11 @@ async fn open_loop_keeps_to_its_rate() {
 
 #[tokio::test]
 async fn an_unreachable_target_is_an_error_not_a_report() {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let target = format!("http://{}", listener.local_addr().unwrap());
-    drop(listener);
+    // Bound but not listening: connections are refused, and no other test's server can
+    // be handed the port while the socket lives.
+    let closed = tokio::net::TcpSocket::new_v4().unwrap();
+    closed.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let target = format!("http://{}", closed.local_addr().unwrap());
     assert!(
         loadgen::run(short(&target, Scenario::Health))
             .await
