@@ -173,8 +173,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_connection_is_reused_after_its_statement_succeeded_or_was_refused() {
-        let Some(url) = test_postgres_url("a_connection_is_reused_after_its_statement_ended")
-        else {
+        let Some(url) = test_postgres_url(
+            "a_connection_is_reused_after_its_statement_succeeded_or_was_refused",
+        ) else {
             return;
         };
         let connections = connections(&url, 2);
@@ -211,7 +212,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_connection_the_server_ended_is_replaced_after_one_failed_statement() {
-        let Some(url) = test_postgres_url("a_connection_the_server_ended_is_replaced") else {
+        let Some(url) = test_postgres_url(
+            "a_connection_the_server_ended_is_replaced_after_one_failed_statement",
+        ) else {
             return;
         };
         let connections = connections(&url, 1);
