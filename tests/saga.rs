@@ -728,13 +728,13 @@ async fn payment_and_shipment_do_not_wait_for_the_reservation_to_be_saved() {
     app.stop().await;
 }
 
-/// Of an order's four writes, only the reservation's save commits without waiting for
-/// its flush (PostgreSQL only): the shipment's save, which the answer waits for, comes
-/// after it and flushes it too.
+/// Of an order's four writes, two commit without waiting for their flush (PostgreSQL
+/// only): the reservation's save, which the shipment's save (the one the answer waits
+/// for) flushes with it, and the settled order's, which nothing waits for.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn only_the_reservations_save_commits_before_its_flush() {
+async fn only_the_answers_save_and_the_new_order_wait_for_their_flush() {
     let Some(backend) =
-        Backend::postgres_or_skip("only_the_reservations_save_commits_before_its_flush")
+        Backend::postgres_or_skip("only_the_answers_save_and_the_new_order_wait_for_their_flush")
     else {
         return;
     };
@@ -773,7 +773,7 @@ async fn only_the_reservations_save_commits_before_its_flush() {
         ("reserve", "on"),            // the order with its key
         ("pay", "off"),               // its reservation, while paying and shipping
         ("commit_reservation", "on"), // its payment and shipment, then the answer
-        ("done", "on"),               // settled after the commit
+        ("done", "off"),              // settled after the commit
     ];
     let expected: Vec<(String, String)> = expected
         .iter()

@@ -315,7 +315,12 @@ impl Saga {
                 }
                 self.inner
                     .store
-                    .save_progress(&order, &pending_events, &self.inner.settings.lease)
+                    .save_progress_flushing(
+                        &order,
+                        &pending_events,
+                        &self.inner.settings.lease,
+                        flush_of_save_after(step),
+                    )
                     .await?;
                 pending_events.clear();
                 resumed = false;
@@ -485,6 +490,22 @@ fn saved_with_next_step(done: SagaStep, order: &Order, reserves_replay: bool) ->
 /// one commit fewer on the path to the answer; the next save waits for it.
 fn saved_alongside_next_calls(done: SagaStep, order: &Order) -> bool {
     done == SagaStep::Reserve && order.progress.step == SagaStep::Pay
+}
+
+/// How the save after step `done` is flushed. The commit's save is the last of an order
+/// that went through, after its client was answered, and changes nothing the order shows:
+/// nothing waits for it to reach the disk (see [`Flush`]). Lost to a crash of the
+/// database server before a later flush covers it, it leaves the order at its commit,
+/// which recovery makes again; the inventory answers a second commit like the first.
+/// Every other save is flushed before the saga goes on: the next call, or the client's
+/// answer, relies on it. At one client this takes a WAL flush off the next order's path
+/// (its insert no longer shares the disk with this save's).
+fn flush_of_save_after(done: SagaStep) -> Flush {
+    if done == SagaStep::CommitReservation {
+        Flush::Deferred
+    } else {
+        Flush::AtCommit
+    }
 }
 
 /// A save running in its own task (see [`Saga::save_in_background`]).

@@ -134,8 +134,9 @@ pub struct StoreSettings {
 
 /// When a save's commit must reach the disk. Where the database lets each commit choose
 /// (PostgreSQL's `synchronous_commit`), a save that nothing relies on before the order's
-/// next save need not wait for its flush: the database's log is flushed in order, so the
-/// next save's flush covers it, and PostgreSQL's WAL writer flushes it within three
+/// next save (or at all, as the settled order's last) need not wait for its flush: the
+/// database's log is flushed in order, so the next flushed commit covers it, and
+/// PostgreSQL's WAL writer flushes it within three
 /// `wal_writer_delay`s (600 ms by default) anyway. Until then only a crash of the database
 /// server (not of this process) can lose it, which leaves the order as a crash of this
 /// process during that save does: recovery finishes or undoes it from the save before.
