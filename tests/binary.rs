@@ -9,10 +9,12 @@ use serde_json::{Value, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_order-service");
 
-/// A base port whose +0..+3 are all free right now.
+/// A base port whose +0..+3 are all free right now. The child process binds them a
+/// moment later, so they are drawn from below Linux's default ephemeral range (32768 and
+/// up): no other test's `bind(0)` or outgoing connection can be given one meanwhile.
 fn free_port_block() -> u16 {
     for _ in 0..200 {
-        let base: u16 = 20_000 + (rand_u16() % 40_000);
+        let base: u16 = 10_000 + (rand_u16() % 22_000);
         let taken: Vec<_> = (0..4)
             .map(|i| TcpListener::bind(("127.0.0.1", base + i)))
             .collect();
