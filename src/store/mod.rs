@@ -136,10 +136,10 @@ pub struct StoreSettings {
 /// (PostgreSQL's `synchronous_commit`), a save that nothing relies on before the order's
 /// next save (or at all, as the settled order's last) need not wait for its flush: the
 /// database's log is flushed in order, so the next flushed commit covers it, and
-/// PostgreSQL's WAL writer flushes it within three
-/// `wal_writer_delay`s (600 ms by default) anyway. Until then only a crash of the database
-/// server (not of this process) can lose it, which leaves the order as a crash of this
-/// process during that save does: recovery finishes or undoes it from the save before.
+/// PostgreSQL's WAL writer flushes it within three `wal_writer_delay`s (600 ms by default)
+/// anyway. Until then only a crash of the database server (not of this process) can lose
+/// it, which leaves the order as a crash of this process during that save does: recovery
+/// finishes or undoes it from the save before.
 /// SQLite's flushes are set per file (`SQLITE_SYNCHRONOUS`), so there every save is alike.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Flush {

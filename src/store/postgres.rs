@@ -471,6 +471,8 @@ mod tests {
         async fn batch_writes_plan(&self) -> String {
             use super::super::pg_writes::SAGA_WRITES;
             let mut connection = self.batch_writes.checkout().await.unwrap();
+            // An empty array for each of its 47 parameters (a generic plan does not look
+            // at them).
             let arguments = vec!["'{}'"; 47].join(", ");
             let explained = async {
                 sqlx::raw_sql(&format!("PREPARE probe AS {SAGA_WRITES}"))
@@ -503,6 +505,8 @@ mod tests {
         let mut admin = <PgConnection as sqlx::Connection>::connect(&base)
             .await
             .unwrap();
+        // Named as `tests/common`'s `fresh_schema` names its schemas, so that one left by a
+        // run that failed half-way is dropped by a later run's clean-up.
         let schema = format!(
             "t_{}_{}",
             chrono::Utc::now().timestamp(),
